@@ -1,0 +1,581 @@
+//! NIfTI-1 reading and writing.
+//!
+//! The header is parsed by the `nifti` crate; the voxel data is read straight into an `ndarray`
+//! with no transposition: NIfTI stores `i` fastest, so the bytes of an `(I, J, K)` Fortran-order
+//! volume are exactly the bytes of a `(K, J, I)` C-order array, our `[z, y, x]` (see `geometry`).
+//! Writing is our own (header plus raw data) because the `nifti` writer always resets
+//! `scl_slope`/`scl_inter`, which scaled-integer probability maps need, and cannot write atomically.
+
+use crate::Volume;
+use crate::error::{Result, VolumeError};
+use crate::geometry::Geometry;
+use bytemuck::Pod;
+use flate2::Compression;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use ndarray::Array3;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+#[cfg(target_endian = "big")]
+compile_error!("statapp-volume assumes a little-endian host (x86-64, aarch64)");
+
+const HEADER_SIZE: usize = 348;
+/// Header plus the 4-byte extension flag: where single-file NIfTI data starts.
+const VOX_OFFSET: usize = 352;
+
+/// A voxel type that can live in a NIfTI file.
+pub trait Element: Pod + Copy + Send + Sync + 'static {
+    /// NIfTI `datatype` code.
+    const DATATYPE: i16;
+    fn to_f64(self) -> f64;
+    fn is_finite(self) -> bool {
+        true
+    }
+}
+
+macro_rules! element {
+    ($t:ty, $code:expr) => {
+        impl Element for $t {
+            const DATATYPE: i16 = $code;
+            fn to_f64(self) -> f64 {
+                f64::from(self)
+            }
+        }
+    };
+}
+element!(u8, 2);
+element!(i16, 4);
+element!(i32, 8);
+element!(i8, 256);
+element!(u16, 512);
+element!(u32, 768);
+
+impl Element for f32 {
+    const DATATYPE: i16 = 16;
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+}
+
+impl Element for f64 {
+    const DATATYPE: i16 = 64;
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+}
+
+/// The voxel array of a file, in its stored type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VoxelData {
+    U8(Array3<u8>),
+    I8(Array3<i8>),
+    I16(Array3<i16>),
+    U16(Array3<u16>),
+    I32(Array3<i32>),
+    U32(Array3<u32>),
+    F32(Array3<f32>),
+    F64(Array3<f64>),
+}
+
+macro_rules! each_variant {
+    ($data:expr, $a:ident => $body:expr) => {
+        match $data {
+            VoxelData::U8($a) => $body,
+            VoxelData::I8($a) => $body,
+            VoxelData::I16($a) => $body,
+            VoxelData::U16($a) => $body,
+            VoxelData::I32($a) => $body,
+            VoxelData::U32($a) => $body,
+            VoxelData::F32($a) => $body,
+            VoxelData::F64($a) => $body,
+        }
+    };
+}
+
+impl VoxelData {
+    /// Name of the stored type, as nibabel prints it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            VoxelData::U8(_) => "uint8",
+            VoxelData::I8(_) => "int8",
+            VoxelData::I16(_) => "int16",
+            VoxelData::U16(_) => "uint16",
+            VoxelData::I32(_) => "int32",
+            VoxelData::U32(_) => "uint32",
+            VoxelData::F32(_) => "float32",
+            VoxelData::F64(_) => "float64",
+        }
+    }
+
+    /// Applies `f` to every stored value widened to f64, in memory order.
+    fn map_f64<U>(&self, f: impl Fn(f64) -> U) -> Array3<U> {
+        each_variant!(self, a => a.mapv(|v| f(v.to_f64())))
+    }
+}
+
+/// `scl_slope` / `scl_inter` as NIfTI defines them: a slope of 0 or NaN means "no scaling".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scaling {
+    pub slope: f32,
+    pub inter: f32,
+}
+
+impl Scaling {
+    fn from_header(slope: f32, inter: f32) -> Option<Self> {
+        let identity = slope == 1.0 && (inter == 0.0 || !inter.is_finite());
+        if slope == 0.0 || !slope.is_finite() || identity {
+            None
+        } else {
+            let inter = if inter.is_finite() { inter } else { 0.0 };
+            Some(Self { slope, inter })
+        }
+    }
+}
+
+/// Limits applied while reading untrusted files.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Largest accepted voxel count; the default fits a 1000 x 512 x 512 CT with room to spare.
+    pub max_voxels: u64,
+    /// Accept NaN or infinite values in floating-point data (rejected by default).
+    pub allow_non_finite: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            max_voxels: 600_000_000,
+            allow_non_finite: false,
+        }
+    }
+}
+
+/// A NIfTI file as read: geometry, optional intensity scaling and the raw voxels.
+#[derive(Debug, Clone)]
+pub struct NiftiImage {
+    pub path: PathBuf,
+    pub geometry: Geometry,
+    pub scaling: Option<Scaling>,
+    pub data: VoxelData,
+    /// The header as stored (description, intent, cal_min/max ...), for `inspect`.
+    pub header: nifti::NiftiHeader,
+}
+
+impl NiftiImage {
+    /// Real-valued voxels (`stored * slope + inter`, computed in f64 like nibabel, then f32).
+    pub fn to_f32(&self) -> Volume<f32> {
+        let data = match (&self.data, self.scaling) {
+            (VoxelData::F32(a), None) => a.clone(),
+            (d, None) => d.map_f64(|v| v as f32),
+            (d, Some(s)) => {
+                let (m, b) = (f64::from(s.slope), f64::from(s.inter));
+                d.map_f64(|v| (v * m + b) as f32)
+            }
+        };
+        Volume::from_parts(data, self.geometry.clone())
+    }
+
+    /// Label map: real values rounded to the nearest integer, which must lie in `0..=max_label`.
+    pub fn to_labels(&self, max_label: u8) -> Result<Volume<u8>> {
+        if let (VoxelData::U8(a), None) = (&self.data, self.scaling) {
+            if let Some(bad) = a.iter().find(|v| **v > max_label) {
+                return Err(self.invalid_label(f64::from(*bad), max_label));
+            }
+            return Ok(Volume::from_parts(a.clone(), self.geometry.clone()));
+        }
+        let (m, b) = self
+            .scaling
+            .map_or((1.0, 0.0), |s| (f64::from(s.slope), f64::from(s.inter)));
+        let real = self.data.map_f64(|v| v * m + b);
+        if let Some(bad) = real
+            .iter()
+            .find(|v| !(v.round() >= 0.0 && v.round() <= f64::from(max_label)))
+        {
+            return Err(self.invalid_label(*bad, max_label));
+        }
+        Ok(Volume::from_parts(
+            real.mapv(|v| v.round() as u8),
+            self.geometry.clone(),
+        ))
+    }
+
+    fn invalid_label(&self, value: f64, max: u8) -> VolumeError {
+        VolumeError::InvalidLabel {
+            path: self.path.clone(),
+            value,
+            min: 0,
+            max,
+        }
+    }
+
+    /// Smallest and largest real value (after scaling); `None` for an empty volume.
+    pub fn value_range(&self) -> Option<(f64, f64)> {
+        let (m, b) = self
+            .scaling
+            .map_or((1.0, 0.0), |s| (f64::from(s.slope), f64::from(s.inter)));
+        let (lo, hi) = each_variant!(&self.data, a => a.iter().fold(
+            (f64::INFINITY, f64::NEG_INFINITY),
+            |(lo, hi), v| { let v = v.to_f64(); (lo.min(v), hi.max(v)) },
+        ));
+        if lo > hi {
+            return None;
+        }
+        let (x, y) = (lo * m + b, hi * m + b);
+        Some((x.min(y), x.max(y)))
+    }
+}
+
+/// Reads a `.nii` or `.nii.gz` file (gzip is detected from the content, not the name).
+pub fn read_nifti(path: impl AsRef<Path>, options: &ReadOptions) -> Result<NiftiImage> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|e| VolumeError::io(path, e))?;
+    let mut buffered = BufReader::with_capacity(1 << 20, file);
+    let gzipped = buffered
+        .fill_buf()
+        .map_err(|e| VolumeError::io(path, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    if gzipped {
+        let decoder = MultiGzDecoder::new(buffered);
+        read_stream(
+            path,
+            BufReader::with_capacity(1 << 20, decoder),
+            true,
+            options,
+        )
+    } else {
+        read_stream(path, buffered, false, options)
+    }
+}
+
+/// Reads a single-file NIfTI from bytes already in memory (for example an S3 object body).
+pub fn read_nifti_bytes(name: &Path, bytes: &[u8], options: &ReadOptions) -> Result<NiftiImage> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let decoder = MultiGzDecoder::new(bytes);
+        read_stream(
+            name,
+            BufReader::with_capacity(1 << 20, decoder),
+            true,
+            options,
+        )
+    } else {
+        read_stream(name, bytes, false, options)
+    }
+}
+
+fn read_stream<R: Read>(
+    path: &Path,
+    mut reader: R,
+    gzipped: bool,
+    options: &ReadOptions,
+) -> Result<NiftiImage> {
+    // A read error inside a gzip stream means the compressed file is cut short or damaged.
+    let stream_error = |e: io::Error| -> VolumeError {
+        let cut = e.kind() == io::ErrorKind::UnexpectedEof;
+        if gzipped || cut {
+            VolumeError::Truncated {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            }
+        } else {
+            VolumeError::io(path, e)
+        }
+    };
+
+    let mut raw_header = [0u8; HEADER_SIZE];
+    if let Err(e) = reader.read_exact(&mut raw_header) {
+        return Err(match e.kind() {
+            io::ErrorKind::UnexpectedEof if !gzipped => VolumeError::NotNifti {
+                path: path.to_path_buf(),
+                reason: format!("shorter than the {HEADER_SIZE}-byte header"),
+            },
+            _ => stream_error(e),
+        });
+    }
+    let header =
+        nifti::NiftiHeader::from_reader(&raw_header[..]).map_err(|e| VolumeError::NotNifti {
+            path: path.to_path_buf(),
+            reason: format!("header rejected: {e}"),
+        })?;
+    let not_nifti = |reason: &str| VolumeError::NotNifti {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    if header.sizeof_hdr != HEADER_SIZE as i32 {
+        return Err(not_nifti("sizeof_hdr is not 348"));
+    }
+    if &header.magic != b"n+1\0" {
+        return Err(not_nifti(
+            "magic is not \"n+1\": header/image pairs (.hdr/.img) are not supported",
+        ));
+    }
+    let dims = validate_dims(path, &header)?;
+    let voxels: u64 = dims.iter().map(|d| *d as u64).product();
+    if voxels > options.max_voxels {
+        return Err(VolumeError::TooLarge {
+            path: path.to_path_buf(),
+            voxels,
+            limit: options.max_voxels,
+        });
+    }
+    let vox_offset = header.vox_offset;
+    if !(vox_offset >= HEADER_SIZE as f32 && vox_offset < 1e9) {
+        return Err(VolumeError::InvalidHeader {
+            path: path.to_path_buf(),
+            field: "vox_offset",
+            detail: format!("{vox_offset} is before the end of the header"),
+        });
+    }
+    // Skip the extension flag and any extensions.
+    let skip = vox_offset as u64 - HEADER_SIZE as u64;
+    let skipped = io::copy(&mut (&mut reader).take(skip), &mut io::sink()).map_err(stream_error)?;
+    if skipped != skip {
+        return Err(stream_error(io::ErrorKind::UnexpectedEof.into()));
+    }
+
+    let shape = (dims[2], dims[1], dims[0]);
+    let n = dims.iter().product::<usize>();
+    let swap = header.endianness != nifti::Endianness::native();
+    let data = match header.datatype {
+        2 => VoxelData::U8(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
+        4 => VoxelData::I16(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
+        8 => VoxelData::I32(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
+        16 => VoxelData::F32(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
+        64 => VoxelData::F64(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
+        256 => VoxelData::I8(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
+        512 => VoxelData::U16(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
+        768 => VoxelData::U32(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
+        code => {
+            return Err(VolumeError::UnsupportedDatatype {
+                path: path.to_path_buf(),
+                code,
+            });
+        }
+    };
+    if gzipped {
+        // Drain to the end so that the gzip trailer (CRC and length) is checked.
+        io::copy(&mut reader, &mut io::sink()).map_err(stream_error)?;
+    }
+    if !options.allow_non_finite {
+        let bad = match &data {
+            VoxelData::F32(a) => a.iter().filter(|v| !v.is_finite()).count(),
+            VoxelData::F64(a) => a.iter().filter(|v| !v.is_finite()).count(),
+            _ => 0,
+        };
+        if bad > 0 {
+            return Err(VolumeError::NonFinite {
+                path: path.to_path_buf(),
+                count: bad,
+            });
+        }
+    }
+    Ok(NiftiImage {
+        path: path.to_path_buf(),
+        geometry: Geometry::from_header(&header, dims),
+        scaling: Scaling::from_header(header.scl_slope, header.scl_inter),
+        data,
+        header,
+    })
+}
+
+/// The three spatial dimensions; more dimensions are accepted only when they are all 1.
+fn validate_dims(path: &Path, h: &nifti::NiftiHeader) -> Result<[usize; 3]> {
+    let ndim = usize::from(h.dim[0]);
+    if !(1..=7).contains(&ndim) {
+        return Err(VolumeError::InvalidHeader {
+            path: path.to_path_buf(),
+            field: "dim[0]",
+            detail: format!("{ndim} dimensions"),
+        });
+    }
+    let dims: Vec<usize> = h.dim[1..=ndim].iter().map(|d| usize::from(*d)).collect();
+    if dims.contains(&0) {
+        return Err(VolumeError::InvalidHeader {
+            path: path.to_path_buf(),
+            field: "dim",
+            detail: format!("zero-length dimension in {dims:?}"),
+        });
+    }
+    if dims.iter().skip(3).any(|d| *d > 1) {
+        return Err(VolumeError::NotThreeDimensional {
+            path: path.to_path_buf(),
+            dims,
+        });
+    }
+    let get = |i: usize| dims.get(i).copied().unwrap_or(1);
+    Ok([get(0), get(1), get(2)])
+}
+
+fn read_array<T: Pod, R: Read>(
+    reader: &mut R,
+    shape: (usize, usize, usize),
+    n: usize,
+    swap: bool,
+) -> io::Result<Array3<T>> {
+    let mut values = vec![T::zeroed(); n];
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut values);
+    reader.read_exact(bytes)?;
+    if swap {
+        for chunk in bytes.chunks_exact_mut(size_of::<T>()) {
+            chunk.reverse();
+        }
+    }
+    Array3::from_shape_vec(shape, values)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// How to write a file.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    /// `Some((slope, inter))` stores `scl_slope`/`scl_inter` (for scaled integers).
+    pub scaling: Option<Scaling>,
+    /// gzip level 0-9 for `.gz` paths; 1 is nibabel's default and a good speed/size trade-off.
+    pub gzip_level: u32,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            scaling: None,
+            gzip_level: 1,
+        }
+    }
+}
+
+/// Writes a volume; gzip-compressed when the path ends in `.gz`. The file appears complete or
+/// not at all: data goes to a temporary file in the same directory that is renamed at the end.
+pub fn write_nifti<T: Element>(path: impl AsRef<Path>, volume: &Volume<T>) -> Result<()> {
+    write_nifti_with(path, volume, &WriteOptions::default())
+}
+
+/// [`write_nifti`] with explicit options.
+pub fn write_nifti_with<T: Element>(
+    path: impl AsRef<Path>,
+    volume: &Volume<T>,
+    options: &WriteOptions,
+) -> Result<()> {
+    let path = path.as_ref();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let io_err = |e: io::Error| VolumeError::io(path, e);
+    let tmp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(dir)
+        .map_err(io_err)?;
+    let gz = path.to_string_lossy().ends_with(".gz");
+    let file = tmp.as_file().try_clone().map_err(io_err)?;
+    if gz {
+        let mut enc = GzEncoder::new(
+            BufWriter::with_capacity(1 << 20, file),
+            Compression::new(options.gzip_level.min(9)),
+        );
+        encode(&mut enc, volume, options).map_err(io_err)?;
+        enc.finish().map_err(io_err)?.flush().map_err(io_err)?;
+    } else {
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        encode(&mut w, volume, options).map_err(io_err)?;
+        w.flush().map_err(io_err)?;
+    }
+    tmp.persist(path).map_err(|e| io_err(e.error))?;
+    Ok(())
+}
+
+/// Encodes a complete single-file NIfTI-1 (header, extension flag, data) into memory.
+pub fn encode_nifti<T: Element>(volume: &Volume<T>, options: &WriteOptions, gzip: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    if gzip {
+        let mut enc = GzEncoder::new(&mut out, Compression::new(options.gzip_level.min(9)));
+        let _ = encode(&mut enc, volume, options);
+        let _ = enc.finish();
+    } else {
+        let _ = encode(&mut out, volume, options);
+    }
+    out
+}
+
+fn encode<T: Element, W: Write>(
+    w: &mut W,
+    volume: &Volume<T>,
+    options: &WriteOptions,
+) -> io::Result<()> {
+    w.write_all(&header_bytes::<T>(volume.geometry(), options.scaling))?;
+    w.write_all(&[0u8; VOX_OFFSET - HEADER_SIZE])?;
+    let data = volume.data();
+    match data.as_slice() {
+        Some(s) => w.write_all(bytemuck::cast_slice(s))?,
+        None => {
+            for v in data.iter() {
+                w.write_all(bytemuck::bytes_of(v))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The 348-byte little-endian NIfTI-1 header for a 3-D volume of `T`.
+fn header_bytes<T: Element>(g: &Geometry, scaling: Option<Scaling>) -> Vec<u8> {
+    let mut h = Vec::with_capacity(HEADER_SIZE);
+    let i16s = |h: &mut Vec<u8>, v: i16| h.extend_from_slice(&v.to_le_bytes());
+    let f32s = |h: &mut Vec<u8>, v: f32| h.extend_from_slice(&v.to_le_bytes());
+    h.extend_from_slice(&(HEADER_SIZE as i32).to_le_bytes()); // sizeof_hdr
+    h.extend_from_slice(&[0u8; 10 + 18]); // data_type, db_name
+    h.extend_from_slice(&0i32.to_le_bytes()); // extents
+    i16s(&mut h, 0); // session_error
+    h.push(b'r'); // regular
+    h.push(0); // dim_info
+    let d = g.dims_ijk.map(|v| v as i16);
+    for v in [3, d[0], d[1], d[2], 1, 1, 1, 1] {
+        i16s(&mut h, v);
+    }
+    for _ in 0..3 {
+        f32s(&mut h, 0.0); // intent_p1..3
+    }
+    i16s(&mut h, 0); // intent_code
+    i16s(&mut h, T::DATATYPE);
+    i16s(&mut h, (8 * size_of::<T>()) as i16); // bitpix
+    i16s(&mut h, 0); // slice_start
+    let p = g.pixdim_ijk;
+    for v in [g.qfac, p[0], p[1], p[2], 1.0, 1.0, 1.0, 1.0] {
+        f32s(&mut h, v);
+    }
+    f32s(&mut h, VOX_OFFSET as f32);
+    let (slope, inter) = scaling.map_or((1.0, 0.0), |s| (s.slope, s.inter));
+    f32s(&mut h, slope);
+    f32s(&mut h, inter);
+    i16s(&mut h, 0); // slice_end
+    h.push(0); // slice_code
+    h.push(g.xyzt_units);
+    for _ in 0..4 {
+        f32s(&mut h, 0.0); // cal_max, cal_min, slice_duration, toffset
+    }
+    h.extend_from_slice(&[0u8; 8]); // glmax, glmin
+    let mut descrip = [0u8; 80];
+    let text = b"statapp";
+    descrip[..text.len()].copy_from_slice(text);
+    h.extend_from_slice(&descrip);
+    h.extend_from_slice(&[0u8; 24]); // aux_file
+    i16s(&mut h, g.qform_code);
+    i16s(&mut h, g.sform_code);
+    for v in g.quatern_bcd.iter().chain(&g.qoffset_xyz) {
+        f32s(&mut h, *v);
+    }
+    for row in &g.srow {
+        for v in row {
+            f32s(&mut h, *v);
+        }
+    }
+    h.extend_from_slice(&[0u8; 16]); // intent_name
+    h.extend_from_slice(b"n+1\0");
+    debug_assert_eq!(h.len(), HEADER_SIZE);
+    h
+}
