@@ -579,3 +579,17 @@ fn header_bytes<T: Element>(g: &Geometry, scaling: Option<Scaling>) -> Vec<u8> {
     debug_assert_eq!(h.len(), HEADER_SIZE);
     h
 }
+
+/// Writes an image in its stored type with its scaling (a faithful copy of what was read,
+/// minus header fields statapp does not keep, such as the description and extensions).
+pub fn write_nifti_image(path: impl AsRef<Path>, image: &NiftiImage) -> Result<()> {
+    let options = WriteOptions {
+        scaling: image.scaling,
+        ..WriteOptions::default()
+    };
+    let g = &image.geometry;
+    each_variant!(&image.data, a => {
+        let v = Volume::from_parts(a.clone(), g.clone());
+        write_nifti_with(path, &v, &options)
+    })
+}

@@ -1,0 +1,46 @@
+//! `statapp`: the command line of the statapp project.
+
+mod bench;
+mod inspect;
+mod preview;
+mod progress;
+mod synth;
+
+use clap::{Parser, Subcommand};
+
+/// Multi-rater CT segmentation: synthetic data, nnU-Net ensembles and uncertainty metrics.
+#[derive(Debug, Parser)]
+#[command(name = "statapp", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate synthetic CURVAS-like CT phantoms with three annotators.
+    Synth(synth::Args),
+    /// Print a NIfTI file's header, geometry, value range and label counts.
+    Inspect(inspect::Args),
+    /// Render a slice of a case with the three annotators' contours to a PNG.
+    Preview(preview::Args),
+    /// Benchmarks that print wall time and peak memory.
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Synth(args) => synth::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Preview(args) => preview::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}
