@@ -2,6 +2,7 @@
 
 mod bench;
 mod inspect;
+mod metrics;
 mod preview;
 mod progress;
 mod synth;
@@ -24,6 +25,9 @@ enum Command {
     Inspect(inspect::Args),
     /// Render a slice of a case with the three annotators' contours to a PNG.
     Preview(preview::Args),
+    /// Score predictions (METRICS.md) and merge metric rows.
+    #[command(subcommand)]
+    Metrics(metrics::Command),
     /// Benchmarks that print wall time and peak memory.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -41,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         Command::Synth(args) => synth::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Preview(args) => preview::run(args),
+        Command::Metrics(cmd) => metrics::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

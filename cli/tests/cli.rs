@@ -118,3 +118,184 @@ fn corrupt_files_fail_cleanly_naming_the_file() {
         assert!(!t.contains("panicked"), "{name}: {t}");
     }
 }
+
+fn fixture_case(name: &str) -> Vec<String> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/metrics/tests/fixtures")
+        .join(name);
+    let f = |n: &str| d.join(n).to_string_lossy().into_owned();
+    vec![
+        "metrics".into(),
+        "case".into(),
+        "--annotation".into(),
+        f("annotation_1.nii.gz"),
+        "--annotation".into(),
+        f("annotation_2.nii.gz"),
+        "--annotation".into(),
+        f("annotation_3.nii.gz"),
+        "--probabilities".into(),
+        f("prob_panc.nii.gz"),
+        f("prob_kidn.nii.gz"),
+        f("prob_livr.nii.gz"),
+    ]
+}
+
+fn run_owned(args: &[String]) -> Output {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    statapp(&refs)
+}
+
+#[test]
+fn metrics_case_json_and_csv_agree() {
+    let args = fixture_case("no_ct_no_prediction");
+    let o = run_owned(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "case",
+            "inputs",
+            "organs",
+            "annotators",
+            "global",
+            "statapp_compat"
+        ]
+    );
+    assert_eq!(doc["case"], "no_ct_no_prediction");
+    assert_eq!(doc["statapp_compat"].as_object().unwrap().len(), 33);
+
+    let mut csv_args = args.clone();
+    csv_args.extend(
+        [
+            "--format",
+            "csv",
+            "--patient-id",
+            "007",
+            "--model",
+            "ensemble_all",
+        ]
+        .map(String::from),
+    );
+    let o = run_owned(&csv_args);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2);
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let row: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(header.len(), 66);
+    assert_eq!(row.len(), 66);
+    assert_eq!(&header[..3], ["Patient_ID", "CT", "DICE_panc"]);
+    assert_eq!(&row[..2], ["007", "ensemble_all"]);
+    let col = |name: &str| {
+        row[header.iter().position(|h| *h == name).unwrap()]
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(
+        col("dice_livr"),
+        doc["organs"]["3"]["dice"].as_f64().unwrap()
+    );
+    assert_eq!(
+        col("ECE_2"),
+        doc["annotators"]["2"]["ece"].as_f64().unwrap()
+    );
+    assert_eq!(
+        col("hd95_mm_kidn"),
+        doc["organs"]["2"]["hausdorff"]["mean_hd95_mm"]
+            .as_f64()
+            .unwrap()
+    );
+}
+
+#[test]
+fn metrics_case_rejects_mismatched_inputs() {
+    let mut args = fixture_case("no_ct_no_prediction");
+    // an annotation of another shape
+    let other = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/volume/tests/fixtures/labels_u8.nii.gz");
+    args[7] = other.to_string_lossy().into_owned();
+    let o = run_owned(&args);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("labels_u8.nii.gz") && t.contains("shape"), "{t}");
+    // --roi ct without a CT
+    let mut args = fixture_case("no_ct_no_prediction");
+    args.extend(["--roi".to_string(), "ct".to_string()]);
+    let o = run_owned(&args);
+    assert!(
+        !o.status.success() && text(&o).contains("--ct"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn metrics_merge_upserts_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dir.path().join("rows");
+    for (patient, model, sub) in [
+        ("001", "anno1", "a"),
+        ("001", "ensemble_all", "b"),
+        ("002", "anno1", "a"),
+    ] {
+        let mut args = fixture_case("coarse_grid_ties");
+        args.extend(
+            ["--format", "csv", "--patient-id", patient, "--model", model].map(String::from),
+        );
+        let o = run_owned(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        std::fs::create_dir_all(rows.join(sub)).unwrap();
+        std::fs::write(
+            rows.join(sub).join(format!("{patient}_{model}.csv")),
+            o.stdout,
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("combined.csv");
+    let merge = |o: &Path| {
+        statapp(&[
+            "metrics",
+            "merge",
+            &rows.to_string_lossy(),
+            "-o",
+            &o.to_string_lossy(),
+        ])
+    };
+    let o = merge(&out);
+    assert!(o.status.success(), "{}", text(&o));
+    let first = std::fs::read(&out).unwrap();
+    let text1 = String::from_utf8(first.clone()).unwrap();
+    let keys: Vec<String> = text1
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(keys, ["001,anno1", "001,ensemble_all", "002,anno1"]);
+    // merging again (and merging into a fresh file) gives the same bytes
+    assert!(merge(&out).status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), first);
+    let out2 = dir.path().join("other.csv");
+    assert!(merge(&out2).status.success());
+    assert_eq!(std::fs::read(&out2).unwrap(), first);
+    // rows already in the combined file survive a merge of other rows
+    std::fs::remove_dir_all(rows.join("b")).unwrap();
+    assert!(merge(&out).status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), first);
+    // a file with the wrong header is a clear error and leaves the output untouched
+    std::fs::write(
+        rows.join("a").join("bad.csv"),
+        "Patient_ID,CT,DICE\n1,2,3\n",
+    )
+    .unwrap();
+    let o = merge(&out);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("bad.csv") && text(&o).contains("header"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), first);
+}

@@ -1,6 +1,6 @@
 //! The phantoms look like abdominal CT with CURVAS-like rater disagreement: organ HU in clinical
 //! ranges, and inter-rater Dice high for liver and kidneys, clearly lower for the pancreas.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use statapp_synth::{CaseStats, Size, generate};
 

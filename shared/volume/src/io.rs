@@ -593,3 +593,20 @@ pub fn write_nifti_image(path: impl AsRef<Path>, image: &NiftiImage) -> Result<(
         write_nifti_with(path, &v, &options)
     })
 }
+
+impl NiftiImage {
+    /// Like [`NiftiImage::to_f32`], but moves unscaled f32 data instead of copying it.
+    pub fn into_f32(self) -> Volume<f32> {
+        match (self.data, self.scaling) {
+            (VoxelData::F32(a), None) => Volume::from_parts(a, self.geometry),
+            (data, scaling) => {
+                let img = NiftiImage {
+                    data,
+                    scaling,
+                    ..self
+                };
+                img.to_f32()
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! * Files we write must read back in nibabel with identical values, affine and pixdim
 //!   (`tools/check_nibabel_read.py`). That half needs Python with nibabel: it is skipped with a
 //!   message when none is found, unless `STATAPP_REQUIRE_PYTHON=1` (set by `tools/test.sh` and CI).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ndarray::Array3;
 use serde_json::{Value, json};

@@ -1,0 +1,689 @@
+//! Scores one prediction of one case against its three annotations (METRICS.md §1-§11, §18).
+
+use crate::calibration::{AceBins, EceBins, softmax4};
+use crate::crps;
+use crate::edt::squared_edt;
+use crate::hausdorff::{Boxed, edges, full_set_hd, percentile};
+use crate::ranking::{self, Group, Item, groups, item, payload_of, radix_sort};
+use crate::real::{Real, mean_strict, nan_mean};
+use crate::report::*;
+use crate::roi::Roi;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+
+const ORGANS: [&str; 3] = ["pancreas", "kidney", "liver"];
+const SHORT: [&str; 3] = ["panc", "kidn", "livr"];
+
+/// The ROI voxels of one case, flattened in `[z, y, x]` order.
+#[derive(Debug, Clone)]
+pub struct CaseArrays {
+    /// ROI shape `[z, y, x]`.
+    pub dims: [usize; 3],
+    /// Annotators 1, 2, 3: labels 0..=3.
+    pub annotations: [Vec<u8>; 3],
+    /// Pancreas, kidney, liver probabilities.
+    pub probabilities: [Vec<f32>; 3],
+    /// The hard prediction `L`; derived from the probabilities when absent.
+    pub prediction: Option<Vec<u8>>,
+}
+
+/// What the report says about where the arrays came from.
+#[derive(Debug, Clone)]
+pub struct CaseMeta {
+    pub case: Option<String>,
+    pub shape_zyx: [usize; 3],
+    pub spacing_zyx_mm: [f64; 3],
+    pub roi: Roi,
+    /// File name of the prediction, or `None` when `L` is the argmax.
+    pub prediction_name: Option<String>,
+}
+
+/// `p_0 = 1 - (p_1 + p_2 + p_3)` in f32, as numpy computes it.
+fn p0(p: &[Vec<f32>; 3], i: usize) -> f32 {
+    1.0 - ((p[0][i] + p[1][i]) + p[2][i])
+}
+
+fn argmax4(v: [f32; 4]) -> u8 {
+    let mut best = 0;
+    for c in 1..4 {
+        if v[c] > v[best] {
+            best = c;
+        }
+    }
+    best as u8
+}
+
+/// Computes every metric of §18 for one case.
+pub fn compute(case: &CaseArrays, meta: CaseMeta) -> CaseMetrics {
+    let n = case.dims.iter().product::<usize>();
+    let p = &case.probabilities;
+    let labels: Vec<u8> = match &case.prediction {
+        Some(l) => l.clone(),
+        None => (0..n)
+            .into_par_iter()
+            .map(|i| argmax4([p0(p, i), p[0][i], p[1][i], p[2][i]]))
+            .collect(),
+    };
+    let spacing = meta.spacing_zyx_mm;
+    let voxel_volume = spacing[0] * spacing[1] * spacing[2];
+
+    let ((organs, compat_hd), global) = rayon::join(
+        || {
+            rayon::join(
+                || {
+                    (1..=3u8)
+                        .into_par_iter()
+                        .map(|k| organ_metrics(case, &labels, k, spacing, voxel_volume))
+                        .collect::<Vec<_>>()
+                },
+                || compat_hausdorff(case, &labels),
+            )
+        },
+        || voxel_pass(case, &labels),
+    );
+
+    let mut compat = serde_json::Map::new();
+    let put = |m: &mut serde_json::Map<String, serde_json::Value>, k: &str, v: f64| {
+        m.insert(k.to_string(), real_value(v));
+    };
+    for (i, o) in organs.iter().enumerate() {
+        put(
+            &mut compat,
+            &format!("DICE_{}", SHORT[i]),
+            o.organ.dice_monai_linewise.0,
+        );
+    }
+    for (i, o) in organs.iter().enumerate() {
+        put(
+            &mut compat,
+            &format!("CONF_{}", SHORT[i]),
+            o.organ.confidence.0,
+        );
+    }
+    put(&mut compat, "Entropy_GT", global.entropy_gt);
+    put(&mut compat, "Entropy_Pred", global.entropy_pred);
+    for (a, hd) in compat_hd.iter().enumerate() {
+        // statapp's directed_hausdorff crashes on an empty set: null here
+        let v = if hd.is_finite() { *hd } else { f64::NAN };
+        put(&mut compat, &format!("Hausdorff_{}", a + 1), v);
+    }
+    for a in 0..3 {
+        put(&mut compat, &format!("ECE_{}", a + 1), global.ece[a]);
+    }
+    for a in 0..3 {
+        put(&mut compat, &format!("ACE_{}", a + 1), global.ace_compat[a]);
+    }
+    for (i, o) in organs.iter().enumerate() {
+        put(&mut compat, &format!("AUROC_{}", SHORT[i]), o.compat_auroc);
+    }
+    for (i, o) in organs.iter().enumerate() {
+        put(&mut compat, &format!("AURC_{}", SHORT[i]), o.compat_aurc);
+    }
+    for (i, o) in organs.iter().enumerate() {
+        put(&mut compat, &format!("EAURC_{}", SHORT[i]), o.compat_eaurc);
+    }
+    for (i, o) in organs.iter().enumerate() {
+        put(
+            &mut compat,
+            &format!("CRPS_{}", SHORT[i]),
+            o.organ.crps.crps_statapp_numeric_vox.0,
+        );
+    }
+    for (name, v) in ["NCC_GT1-2", "NCC_GT1-3", "NCC_GT2-3"]
+        .iter()
+        .zip(global.ncc_pairs)
+    {
+        put(&mut compat, name, v);
+    }
+    put(&mut compat, "NCC_mean", mean_strict(&global.ncc_pairs));
+
+    let organ_ncc: Vec<f64> = organs.iter().map(|o| o.organ.ncc.0).collect();
+    let annotators = (0..3)
+        .map(|a| {
+            (
+                (a + 1).to_string(),
+                Annotator {
+                    ece: Real(global.ece[a]),
+                    ece_softmax_fallback_applied: global.softmax_fallback,
+                    ace: Real(global.ace[a]),
+                    accuracy_vs_pred: Real(global.accuracy[a]),
+                },
+            )
+        })
+        .collect();
+    CaseMetrics {
+        case: meta.case,
+        inputs: Inputs {
+            shape_zyx: meta.shape_zyx,
+            spacing_zyx_mm: spacing,
+            voxel_volume_mm3: voxel_volume,
+            pred_source: meta
+                .prediction_name
+                .unwrap_or_else(|| "argmax([1-sum(p), p1, p2, p3])".into()),
+            roi: meta.roi,
+            background_prob_negative_voxels: global.negative_p0,
+            all_class_probs_in_unit_interval: !global.softmax_fallback,
+        },
+        organs: organs
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| ((i + 1).to_string(), o.organ))
+            .collect(),
+        annotators,
+        global: Global {
+            entropy_gt_labels: Real(global.entropy_gt),
+            entropy_pred_labels: Real(global.entropy_pred),
+            mean_predictive_entropy: Real(global.predictive_entropy),
+            mean_ncc_organs: Real(nan_mean(&organ_ncc)),
+        },
+        statapp_compat: compat,
+    }
+}
+
+/// Per-voxel statistics that do not depend on the organ.
+struct GlobalStats {
+    negative_p0: u64,
+    softmax_fallback: bool,
+    ece: [f64; 3],
+    ace: [f64; 3],
+    ace_compat: [f64; 3],
+    accuracy: [f64; 3],
+    entropy_gt: f64,
+    entropy_pred: f64,
+    predictive_entropy: f64,
+    ncc_pairs: [f64; 3],
+}
+
+#[derive(Default, Clone)]
+struct PassAcc {
+    ece: EceBins,
+    ace: AceBins,
+    correct: [u64; 3],
+    gt_hist: [u64; 4],
+    pred_hist: [u64; 4],
+    entropy_sum: f64,
+}
+
+fn label_entropy(hist: &[u64]) -> f64 {
+    let total: u64 = hist.iter().sum();
+    if total == 0 {
+        return f64::NAN;
+    }
+    -hist
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let f = *c as f64 / total as f64;
+            f * f.ln()
+        })
+        .sum::<f64>()
+}
+
+fn voxel_pass(case: &CaseArrays, labels: &[u8]) -> GlobalStats {
+    let n = labels.len();
+    let p = &case.probabilities;
+    let ann = &case.annotations;
+    let (negative_p0, outside) = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let q = [p0(p, i), p[0][i], p[1][i], p[2][i]];
+            (
+                u64::from(q[0] < 0.0),
+                q.iter().any(|v| !(0.0..=1.0).contains(v)),
+            )
+        })
+        .reduce(|| (0, false), |a, b| (a.0 + b.0, a.1 || b.1));
+    let acc = (0..n)
+        .into_par_iter()
+        .fold(PassAcc::default, |mut acc, i| {
+            let q = [p0(p, i), p[0][i], p[1][i], p[2][i]];
+            let a = [ann[0][i], ann[1][i], ann[2][i]];
+            acc.ece.add(if outside { softmax4(q) } else { q }, a);
+            let conf = q.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+            let l = labels[i];
+            acc.ace.add(conf, a.map(|x| x == l));
+            for k in 0..3 {
+                acc.correct[k] += u64::from(a[k] == l);
+                acc.gt_hist[usize::from(a[k])] += 1;
+            }
+            acc.pred_hist[usize::from(l.min(3))] += 1;
+            let clipped = q.map(|v| f64::from(v).clamp(0.0, 1.0));
+            let s: f64 = clipped.iter().sum();
+            if s > 0.0 {
+                acc.entropy_sum -= clipped
+                    .iter()
+                    .filter(|v| **v > 0.0)
+                    .map(|v| (v / s) * (v / s).ln())
+                    .sum::<f64>();
+            }
+            acc
+        })
+        .reduce(PassAcc::default, |mut x, y| {
+            x.ece.merge(&y.ece);
+            x.ace.merge(&y.ace);
+            for k in 0..3 {
+                x.correct[k] += y.correct[k];
+            }
+            for c in 0..4 {
+                x.gt_hist[c] += y.gt_hist[c];
+                x.pred_hist[c] += y.pred_hist[c];
+            }
+            x.entropy_sum += y.entropy_sum;
+            x
+        });
+    let as_f64 = |v: &[u8]| v.iter().map(|x| f64::from(*x)).collect::<Vec<_>>();
+    let pair = |a: usize, b: usize| ncc(&as_f64(&ann[a]), &as_f64(&ann[b]));
+    GlobalStats {
+        negative_p0,
+        softmax_fallback: outside,
+        ece: [0, 1, 2].map(|a| acc.ece.ece(a)),
+        ace: [0, 1, 2].map(|a| acc.ace.ace(a, false)),
+        ace_compat: [0, 1, 2].map(|a| acc.ace.ace(a, true)),
+        accuracy: acc.correct.map(|c| c as f64 / n as f64),
+        entropy_gt: label_entropy(&acc.gt_hist),
+        entropy_pred: label_entropy(&acc.pred_hist),
+        predictive_entropy: acc.entropy_sum / n as f64,
+        ncc_pairs: [pair(0, 1), pair(0, 2), pair(1, 2)],
+    }
+}
+
+/// ValUES NCC: `sum (g - mean g)(u - mean u) / (N s_g s_u)`, `s` with ddof 1; NaN if constant.
+pub fn ncc(g: &[f64], u: &[f64]) -> f64 {
+    let n = g.len();
+    if n < 2 {
+        return f64::NAN;
+    }
+    let nf = n as f64;
+    let (mg, mu) = (g.iter().sum::<f64>() / nf, u.iter().sum::<f64>() / nf);
+    let (mut sgg, mut suu, mut sgu) = (0.0, 0.0, 0.0);
+    for (a, b) in g.iter().zip(u) {
+        let (x, y) = (a - mg, b - mu);
+        sgg += x * x;
+        suu += y * y;
+        sgu += x * y;
+    }
+    if sgg == 0.0 || suu == 0.0 {
+        return f64::NAN;
+    }
+    let (sg, su) = ((sgg / (nf - 1.0)).sqrt(), (suu / (nf - 1.0)).sqrt());
+    sgu / (nf * sg * su)
+}
+
+/// Binary entropy in nats of a probability clipped to [0, 1].
+fn binary_entropy(p: f32) -> f64 {
+    let p = f64::from(p).clamp(0.0, 1.0);
+    let h = |x: f64| if x > 0.0 { -x * x.ln() } else { 0.0 };
+    h(p) + h(1.0 - p)
+}
+
+struct OrganResult {
+    organ: Organ,
+    compat_auroc: f64,
+    compat_aurc: f64,
+    compat_eaurc: f64,
+}
+
+fn organ_metrics(
+    case: &CaseArrays,
+    labels: &[u8],
+    k: u8,
+    spacing: [f64; 3],
+    voxel_volume: f64,
+) -> OrganResult {
+    let ki = usize::from(k) - 1;
+    let ann = &case.annotations;
+    let prob = &case.probabilities[ki];
+    let n = labels.len();
+    let [nz, ny, nx] = case.dims;
+
+    // §1-§4 in one pass
+    let (mut c_n, mut b_n, mut d_n) = (0u64, 0u64, 0u64);
+    let (mut p_n, mut inter) = (0u64, 0u64);
+    let (mut sum_org, mut sum_bck) = (0.0f64, 0.0f64);
+    let mut vols = [0u64; 3];
+    let mut soft = 0.0f64;
+    let mut line_dice_sum = 0.0f64;
+    let mut line_slices = 0u64;
+    for z in 0..nz {
+        let (mut slice_sum, mut slice_lines) = (0.0f64, 0u64);
+        for y in 0..ny {
+            let (mut lp, mut lg, mut li) = (0u64, 0u64, 0u64);
+            for x in 0..nx {
+                let i = (z * ny + y) * nx + x;
+                let says = [ann[0][i] == k, ann[1][i] == k, ann[2][i] == k];
+                let votes = says.iter().filter(|s| **s).count();
+                for a in 0..3 {
+                    vols[a] += u64::from(says[a]);
+                }
+                let v = prob[i];
+                soft += f64::from(v);
+                let (cons, bck) = (votes == 3, votes == 0);
+                let dis = !cons && !bck;
+                c_n += u64::from(cons);
+                b_n += u64::from(bck);
+                d_n += u64::from(dis);
+                if cons {
+                    sum_org += f64::from(v);
+                }
+                if bck {
+                    sum_bck += f64::from(v);
+                }
+                let pk = labels[i] == k && !dis;
+                p_n += u64::from(pk);
+                inter += u64::from(pk && cons);
+                lp += u64::from(pk);
+                lg += u64::from(cons);
+                li += u64::from(pk && cons);
+            }
+            // MONAI reads rows as channels and drops channel 0
+            if y >= 1 && lg > 0 {
+                slice_sum += 2.0 * li as f64 / (lp + lg) as f64;
+                slice_lines += 1;
+            }
+        }
+        if slice_lines > 0 {
+            line_dice_sum += slice_sum / slice_lines as f64;
+            line_slices += 1;
+        }
+    }
+    let dice = if c_n == 0 {
+        f64::NAN
+    } else {
+        2.0 * inter as f64 / (p_n + c_n) as f64
+    };
+    let linewise = if line_slices == 0 {
+        0.0
+    } else {
+        line_dice_sum / line_slices as f64
+    };
+    let m_org = if c_n > 0 {
+        sum_org / c_n as f64
+    } else {
+        f64::NAN
+    };
+    let m_bck = if b_n > 0 {
+        sum_bck / b_n as f64
+    } else {
+        f64::NAN
+    };
+    let confidence = ((1.0 - m_bck) + m_org) / 2.0;
+
+    // §4 CRPS
+    let v = vols.map(|c| c as f64);
+    let mu = (v[0] + v[1] + v[2]) / 3.0;
+    let sigma = (v.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / 3.0).sqrt();
+    let mm3 = |x: f64| x * voxel_volume;
+    let v_mm3 = v.map(mm3);
+    let crps = Crps {
+        gt_volumes_vox: vols,
+        mu_vox: Real(mu),
+        sigma_vox: Real(sigma),
+        pred_volume_vox: Real(soft),
+        gt_volumes_mm3: v_mm3.map(Real),
+        mu_mm3: Real(mm3(mu)),
+        sigma_mm3: Real(mm3(sigma)),
+        pred_volume_mm3: Real(mm3(soft)),
+        crps_mm3: Real(crps::crps_gaussian(mm3(soft), mm3(mu), mm3(sigma))),
+        crps_vox: Real(crps::crps_gaussian(soft, mu, sigma)),
+        crps_empirical_mm3: Real(crps::crps_ensemble(mm3(soft), &v_mm3)),
+        crps_curvas_numeric_vox: Real(crps::crps_curvas_numeric(soft, mu, sigma)),
+        crps_statapp_numeric_vox: Real(crps::crps_statapp_numeric(soft, mu, sigma)),
+    };
+
+    // §6 NCC of the rater variance map with the binary entropy
+    let g: Vec<f64> = (0..n)
+        .map(|i| {
+            let c = (0..3).filter(|a| ann[*a][i] == k).count() as f64 / 3.0;
+            c * (1.0 - c)
+        })
+        .collect();
+    let u: Vec<f64> = prob.iter().map(|p| binary_entropy(*p)).collect();
+    let organ_ncc = ncc(&g, &u);
+    drop((g, u));
+
+    let hausdorff = organ_hausdorff(case, labels, k, spacing);
+    let (auroc, compat_auroc, compat_aurc, compat_eaurc) = by_probability(case, k);
+    let risk_coverage = by_decision_confidence(case, labels, k);
+
+    OrganResult {
+        organ: Organ {
+            name: ORGANS[ki].into(),
+            consensus_voxels: c_n,
+            consensus_background_voxels: b_n,
+            dissensus_voxels: d_n,
+            dice: Real(dice),
+            dice_monai_linewise: Real(linewise),
+            confidence: Real(confidence),
+            confidence_mean_prob_consensus_organ: Real(m_org),
+            confidence_mean_prob_consensus_background: Real(m_bck),
+            crps,
+            hausdorff,
+            auroc,
+            risk_coverage,
+            ncc: Real(organ_ncc),
+        },
+        compat_auroc,
+        compat_aurc,
+        compat_eaurc,
+    }
+}
+
+/// §5: per annotator, `L == k` against `A_a == k`, all transforms on the organ's joint box.
+fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -> Hausdorff {
+    let ann = &case.annotations;
+    let nan = HausdorffPair {
+        hd_mm: Real::NAN,
+        hd_vox: Real::NAN,
+        hd95_mm: Real::NAN,
+        hd_surface_mm: Real::NAN,
+    };
+    let any_ann = |i: usize| ann.iter().any(|a| a[i] == k);
+    let mut per = BTreeMap::new();
+    if let Some(bx) = Boxed::new(case.dims, |i| labels[i] == k, any_ann) {
+        // the box is the union of all four masks; re-extract the annotator masks inside it
+        let masks: Vec<Vec<bool>> = (0..3)
+            .map(|a| bx.extract(case.dims, |i| ann[a][i] == k))
+            .collect();
+        let pred = &bx.a;
+        let unit = [1.0; 3];
+        let (pred_mm, pred_vox) = (
+            squared_edt(pred, bx.dims, spacing),
+            squared_edt(pred, bx.dims, unit),
+        );
+        let pred_edge = edges(pred, bx.dims);
+        let pred_edge_mm = squared_edt(&pred_edge, bx.dims, spacing);
+        let pred_any = pred.iter().any(|v| *v);
+        for (a, m) in masks.iter().enumerate() {
+            let pair = match (pred_any, m.iter().any(|v| *v)) {
+                (false, false) => nan,
+                (true, false) | (false, true) => HausdorffPair {
+                    hd_mm: Real(f64::INFINITY),
+                    hd_vox: Real(f64::INFINITY),
+                    hd95_mm: Real(f64::INFINITY),
+                    hd_surface_mm: Real(f64::INFINITY),
+                },
+                (true, true) => {
+                    let hd = |pd: &[f64], md: &[f64]| {
+                        let max_at = |mask: &[bool], d: &[f64]| {
+                            mask.iter()
+                                .zip(d)
+                                .filter(|(x, _)| **x)
+                                .map(|(_, v)| *v)
+                                .fold(0.0f64, f64::max)
+                        };
+                        max_at(pred, md).max(max_at(m, pd)).sqrt()
+                    };
+                    let (m_mm, m_vox) = (
+                        squared_edt(m, bx.dims, spacing),
+                        squared_edt(m, bx.dims, unit),
+                    );
+                    let m_edge = edges(m, bx.dims);
+                    let m_edge_mm = squared_edt(&m_edge, bx.dims, spacing);
+                    let dists = |edge: &[bool], d: &[f64]| -> Vec<f64> {
+                        edge.iter()
+                            .zip(d)
+                            .filter(|(e, _)| **e)
+                            .map(|(_, v)| v.sqrt())
+                            .collect()
+                    };
+                    let mut ab = dists(&pred_edge, &m_edge_mm);
+                    let mut ba = dists(&m_edge, &pred_edge_mm);
+                    let max = |v: &[f64]| v.iter().copied().fold(0.0f64, f64::max);
+                    let surface = max(&ab).max(max(&ba));
+                    let hd95 = percentile(&mut ab, 95.0).max(percentile(&mut ba, 95.0));
+                    HausdorffPair {
+                        hd_mm: Real(hd(&pred_mm, &m_mm)),
+                        hd_vox: Real(hd(&pred_vox, &m_vox)),
+                        hd95_mm: Real(hd95),
+                        hd_surface_mm: Real(surface),
+                    }
+                }
+            };
+            per.insert((a + 1).to_string(), pair);
+        }
+    } else {
+        for a in 1..=3 {
+            per.insert(a.to_string(), nan);
+        }
+    }
+    let mean = |f: fn(&HausdorffPair) -> Real| {
+        Real(mean_strict(
+            &per.values().map(|p| f(p).0).collect::<Vec<_>>(),
+        ))
+    };
+    Hausdorff {
+        mean_hd_mm: mean(|p| p.hd_mm),
+        mean_hd_vox: mean(|p| p.hd_vox),
+        mean_hd95_mm: mean(|p| p.hd95_mm),
+        mean_hd_surface_mm: mean(|p| p.hd_surface_mm),
+        per_annotator: per,
+    }
+}
+
+/// statapp's `Hausdorff_a`: `{A_a > 0}` against `{L > 0}`, full sets, voxel units.
+fn compat_hausdorff(case: &CaseArrays, labels: &[u8]) -> [f64; 3] {
+    let ann = &case.annotations;
+    [0, 1, 2].map(
+        |a| match Boxed::new(case.dims, |i| ann[a][i] > 0, |i| labels[i] > 0) {
+            Some(bx) => full_set_hd(&bx, [1.0; 3]),
+            None => f64::NAN,
+        },
+    )
+}
+
+/// Rankings by `p_k`: per-annotator AUROC, and statapp's AUROC/AURC/EAURC with its bugs
+/// (annotator k's any-organ mask as ground truth, risk `|y - p|`, confidence `p`, no end point).
+fn by_probability(case: &CaseArrays, k: u8) -> (Auroc, f64, f64, f64) {
+    let ki = usize::from(k) - 1;
+    let ann = &case.annotations;
+    let prob = &case.probabilities[ki];
+    let mut items: Vec<Item> = (0..prob.len())
+        .map(|i| {
+            let mut bits = 0u32;
+            for a in 0..3 {
+                bits |= u32::from(ann[a][i] == k) << a;
+            }
+            bits |= u32::from(ann[ki][i] > 0) << 3;
+            item(prob[i], bits)
+        })
+        .collect();
+    radix_sort(&mut items);
+    let per: BTreeMap<String, Real> = (0..3)
+        .map(|a| ((a + 1).to_string(), Real(ranking::auroc(&items, a as u32))))
+        .collect();
+    let mean = Real(nan_mean(&per.values().map(|r| r.0).collect::<Vec<_>>()));
+    let compat_auroc = ranking::auroc(&items, 3);
+
+    let risk = |it: Item| {
+        let y = (payload_of(it) >> 3 & 1) as f32;
+        f64::from((y - ranking::unsortable(ranking::key_of(it))).abs())
+    };
+    let gs: Vec<Group> = groups(&items)
+        .map(|(_, s, e)| Group {
+            count: e - s,
+            risk_sum: items[s..e].iter().map(|it| risk(*it)).sum(),
+            first_risk: risk(items[s]),
+        })
+        .collect();
+    let compat_aurc = ranking::aurc_values_loop(&gs, false);
+    // Geifman's optimum needs the risks themselves in ascending order
+    let mut risks: Vec<Item> = items.iter().map(|it| item(risk(*it) as f32, 0)).collect();
+    drop(items);
+    radix_sort(&mut risks);
+    let n = risks.len();
+    let opt = ranking::aurc_geifman(
+        risks
+            .iter()
+            .map(|it| f64::from(ranking::unsortable(ranking::key_of(*it)))),
+        n,
+    );
+    (
+        Auroc {
+            per_annotator: per,
+            mean,
+        },
+        compat_auroc,
+        compat_aurc,
+        compat_aurc - opt,
+    )
+}
+
+/// §11: selective classification of the decision `L == k` with confidence in that decision.
+fn by_decision_confidence(case: &CaseArrays, labels: &[u8], k: u8) -> RiskCoverage {
+    let ki = usize::from(k) - 1;
+    let ann = &case.annotations;
+    let prob = &case.probabilities[ki];
+    let n = prob.len();
+    let mut items: Vec<Item> = (0..n)
+        .map(|i| {
+            let pos = labels[i] == k;
+            let conf = if pos { prob[i] } else { 1.0 - prob[i] };
+            let mut bits = u32::from(pos) << 3;
+            for a in 0..3 {
+                bits |= u32::from(ann[a][i] == k) << a;
+            }
+            item(conf, bits)
+        })
+        .collect();
+    radix_sort(&mut items);
+    let mut per = BTreeMap::new();
+    for a in 0..3u32 {
+        let risk = |it: Item| {
+            let b = payload_of(it);
+            f64::from(u8::from((b >> 3 & 1) != (b >> a & 1)))
+        };
+        let gs: Vec<Group> = groups(&items)
+            .map(|(_, s, e)| Group {
+                count: e - s,
+                risk_sum: items[s..e].iter().map(|it| risk(*it)).sum(),
+                first_risk: risk(items[s]),
+            })
+            .collect();
+        let errors = gs.iter().map(|g| g.risk_sum).sum::<f64>() as usize;
+        let aurc = ranking::aurc_tie_aware(&gs);
+        let optimal = ranking::aurc_optimal(n, errors);
+        let values = ranking::aurc_values_loop(&gs, true);
+        let geifman = ranking::aurc_geifman_binary(n, errors);
+        per.insert(
+            (a + 1).to_string(),
+            RiskCoveragePair {
+                aurc: Real(aurc),
+                eaurc: Real(aurc - optimal),
+                aurc_optimal: Real(optimal),
+                aurc_values_loop: Real(values),
+                eaurc_values_loop: Real(values - geifman),
+                error_rate: Real(errors as f64 / n as f64),
+            },
+        );
+    }
+    let mean = |f: fn(&RiskCoveragePair) -> Real| {
+        Real(mean_strict(
+            &per.values().map(|p| f(p).0).collect::<Vec<_>>(),
+        ))
+    };
+    RiskCoverage {
+        mean_aurc: mean(|p| p.aurc),
+        mean_eaurc: mean(|p| p.eaurc),
+        per_annotator: per,
+    }
+}
