@@ -3,8 +3,11 @@
 //! `tools/bench_foundation.sh` for the side-by-side run with nibabel.
 
 use anyhow::Result;
+use ndarray::Array3;
+use rayon::prelude::*;
 use statapp_synth::Size;
-use statapp_volume::{ReadOptions, read_nifti, write_nifti_image};
+use statapp_synth::noise;
+use statapp_volume::{ReadOptions, Volume, read_nifti, write_nifti, write_nifti_image};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -21,6 +24,40 @@ pub enum Command {
     },
     /// Read a NIfTI file, then write it back (same type and compression) to OUT.
     Nifti { file: PathBuf, out: PathBuf },
+    /// Write one phantom case plus model-like probability maps (prob_panc/kidn/livr.nii.gz, f32)
+    /// for benchmarking `statapp metrics case` against tools/metrics_reference.py.
+    MetricsData {
+        #[arg(long, default_value = "large")]
+        size: Size,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Softmax of rater votes plus per-voxel noise: a plausible, imperfect model output.
+fn fake_probabilities(annotations: &[Volume<u8>; 3], seed: u64) -> [Vec<f32>; 3] {
+    let n = annotations[0].data().len();
+    let flat: Vec<&[u8]> = annotations
+        .iter()
+        .map(|a| a.data().as_slice().unwrap_or(&[]))
+        .collect();
+    let per_voxel: Vec<[f32; 3]> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let logits: [f64; 4] = std::array::from_fn(|k| {
+                let votes = flat.iter().filter(|a| usize::from(a[i]) == k).count() as f64;
+                let u = noise::unit(noise::hash(seed, &[i as i64, k as i64]));
+                6.0 * votes / 3.0 + 2.0 * (u - 0.5)
+            });
+            let m = logits.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+            let e = logits.map(|l| (l - m).exp());
+            let s: f64 = e.iter().sum();
+            [(e[1] / s) as f32, (e[2] / s) as f32, (e[3] / s) as f32]
+        })
+        .collect();
+    std::array::from_fn(|k| per_voxel.iter().map(|p| p[k]).collect())
 }
 
 /// Peak resident memory of this process in MiB (Linux `VmHWM`), if known.
@@ -62,6 +99,18 @@ pub fn run(cmd: Command) -> Result<()> {
             let t = Instant::now();
             write_nifti_image(&out, &img)?;
             report("write", t.elapsed().as_secs_f64());
+        }
+        Command::MetricsData { size, seed, out } => {
+            let phantom = statapp_synth::generate(seed, 0, size);
+            let dir = statapp_synth::write_bucket_case(&out, &phantom)?;
+            let probs = fake_probabilities(&phantom.annotations, seed);
+            let g = phantom.ct.geometry().clone();
+            let dims = phantom.ct.data().dim();
+            for (name, p) in ["prob_panc", "prob_kidn", "prob_livr"].iter().zip(probs) {
+                let v = Volume::new(Array3::from_shape_vec(dims, p)?, g.clone())?;
+                write_nifti(dir.join(format!("{name}.nii.gz")), &v)?;
+            }
+            println!("{}", dir.display());
         }
     }
     if let Some(peak) = peak_rss_mib() {

@@ -3,7 +3,7 @@
 use crate::calibration::{AceBins, EceBins, softmax4};
 use crate::crps;
 use crate::edt::squared_edt;
-use crate::hausdorff::{Boxed, edges, full_set_hd, percentile};
+use crate::hausdorff::{Boxed, edges, percentile};
 use crate::ranking::{self, Group, Item, groups, item, payload_of, radix_sort};
 use crate::real::{Real, mean_strict, nan_mean};
 use crate::report::*;
@@ -36,6 +36,17 @@ pub struct CaseMeta {
     pub roi: Roi,
     /// File name of the prediction, or `None` when `L` is the argmax.
     pub prediction_name: Option<String>,
+}
+
+/// Maps fixed-size index chunks in parallel and returns the results in chunk order. Reductions
+/// over the results are therefore independent of the thread count and scheduling: the same
+/// inputs give the same bits, which keeps re-run outputs byte-identical.
+fn chunked<T: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> T + Sync) -> Vec<T> {
+    const CHUNK: usize = 1 << 16;
+    (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| f(c * CHUNK..n.min((c + 1) * CHUNK)))
+        .collect()
 }
 
 /// `p_0 = 1 - (p_1 + p_2 + p_3)` in f32, as numpy computes it.
@@ -233,9 +244,9 @@ fn voxel_pass(case: &CaseArrays, labels: &[u8]) -> GlobalStats {
             )
         })
         .reduce(|| (0, false), |a, b| (a.0 + b.0, a.1 || b.1));
-    let acc = (0..n)
-        .into_par_iter()
-        .fold(PassAcc::default, |mut acc, i| {
+    let parts = chunked(n, |range| {
+        let mut acc = PassAcc::default();
+        for i in range {
             let q = [p0(p, i), p[0][i], p[1][i], p[2][i]];
             let a = [ann[0][i], ann[1][i], ann[2][i]];
             acc.ece.add(if outside { softmax4(q) } else { q }, a);
@@ -256,23 +267,23 @@ fn voxel_pass(case: &CaseArrays, labels: &[u8]) -> GlobalStats {
                     .map(|v| (v / s) * (v / s).ln())
                     .sum::<f64>();
             }
-            acc
-        })
-        .reduce(PassAcc::default, |mut x, y| {
-            x.ece.merge(&y.ece);
-            x.ace.merge(&y.ace);
-            for k in 0..3 {
-                x.correct[k] += y.correct[k];
-            }
-            for c in 0..4 {
-                x.gt_hist[c] += y.gt_hist[c];
-                x.pred_hist[c] += y.pred_hist[c];
-            }
-            x.entropy_sum += y.entropy_sum;
-            x
-        });
-    let as_f64 = |v: &[u8]| v.iter().map(|x| f64::from(*x)).collect::<Vec<_>>();
-    let pair = |a: usize, b: usize| ncc(&as_f64(&ann[a]), &as_f64(&ann[b]));
+        }
+        acc
+    });
+    let acc = parts.into_iter().fold(PassAcc::default(), |mut x, y| {
+        x.ece.merge(&y.ece);
+        x.ace.merge(&y.ace);
+        for k in 0..3 {
+            x.correct[k] += y.correct[k];
+        }
+        for c in 0..4 {
+            x.gt_hist[c] += y.gt_hist[c];
+            x.pred_hist[c] += y.pred_hist[c];
+        }
+        x.entropy_sum += y.entropy_sum;
+        x
+    });
+    let pair = |a: usize, b: usize| ncc_by(n, |i| f64::from(ann[a][i]), |i| f64::from(ann[b][i]));
     GlobalStats {
         negative_p0,
         softmax_fallback: outside,
@@ -289,24 +300,32 @@ fn voxel_pass(case: &CaseArrays, labels: &[u8]) -> GlobalStats {
 
 /// ValUES NCC: `sum (g - mean g)(u - mean u) / (N s_g s_u)`, `s` with ddof 1; NaN if constant.
 pub fn ncc(g: &[f64], u: &[f64]) -> f64 {
-    let n = g.len();
+    ncc_by(g.len().min(u.len()), |i| g[i], |i| u[i])
+}
+
+/// [`ncc`] over values produced on the fly: two passes, no temporary arrays.
+fn ncc_by(n: usize, g: impl Fn(usize) -> f64 + Sync, u: impl Fn(usize) -> f64 + Sync) -> f64 {
     if n < 2 {
         return f64::NAN;
     }
     let nf = n as f64;
-    let (mg, mu) = (g.iter().sum::<f64>() / nf, u.iter().sum::<f64>() / nf);
-    let (mut sgg, mut suu, mut sgu) = (0.0, 0.0, 0.0);
-    for (a, b) in g.iter().zip(u) {
-        let (x, y) = (a - mg, b - mu);
-        sgg += x * x;
-        suu += y * y;
-        sgu += x * y;
-    }
+    let (sg, su) = chunked(n, |r| r.fold((0.0, 0.0), |a, i| (a.0 + g(i), a.1 + u(i))))
+        .into_iter()
+        .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let (mg, mu) = (sg / nf, su / nf);
+    let (sgg, suu, sgu) = chunked(n, |r| {
+        r.fold((0.0, 0.0, 0.0), |a, i| {
+            let (x, y) = (g(i) - mg, u(i) - mu);
+            (a.0 + x * x, a.1 + y * y, a.2 + x * y)
+        })
+    })
+    .into_iter()
+    .fold((0.0, 0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
     if sgg == 0.0 || suu == 0.0 {
         return f64::NAN;
     }
-    let (sg, su) = ((sgg / (nf - 1.0)).sqrt(), (suu / (nf - 1.0)).sqrt());
-    sgu / (nf * sg * su)
+    let (sd_g, sd_u) = ((sgg / (nf - 1.0)).sqrt(), (suu / (nf - 1.0)).sqrt());
+    sgu / (nf * sd_g * sd_u)
 }
 
 /// Binary entropy in nats of a probability clipped to [0, 1].
@@ -431,16 +450,11 @@ fn organ_metrics(
     };
 
     // §6 NCC of the rater variance map with the binary entropy
-    let g: Vec<f64> = (0..n)
-        .map(|i| {
-            let c = (0..3).filter(|a| ann[*a][i] == k).count() as f64 / 3.0;
-            c * (1.0 - c)
-        })
-        .collect();
-    let u: Vec<f64> = prob.iter().map(|p| binary_entropy(*p)).collect();
-    let organ_ncc = ncc(&g, &u);
-    drop((g, u));
-
+    let variance = |i: usize| {
+        let c = (0..3).filter(|a| ann[*a][i] == k).count() as f64 / 3.0;
+        c * (1.0 - c)
+    };
+    let organ_ncc = ncc_by(n, variance, |i| binary_entropy(prob[i]));
     let hausdorff = organ_hausdorff(case, labels, k, spacing);
     let (auroc, compat_auroc, compat_aurc, compat_eaurc) = by_probability(case, k);
     let risk_coverage = by_decision_confidence(case, labels, k);
@@ -504,14 +518,7 @@ fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -
                 },
                 (true, true) => {
                     let hd = |pd: &[f64], md: &[f64]| {
-                        let max_at = |mask: &[bool], d: &[f64]| {
-                            mask.iter()
-                                .zip(d)
-                                .filter(|(x, _)| **x)
-                                .map(|(_, v)| *v)
-                                .fold(0.0f64, f64::max)
-                        };
-                        max_at(pred, md).max(max_at(m, pd)).sqrt()
+                        directed_max(pred, md).max(directed_max(m, pd)).sqrt()
                     };
                     let (m_mm, m_vox) = (
                         squared_edt(m, bx.dims, spacing),
@@ -560,15 +567,47 @@ fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -
     }
 }
 
-/// statapp's `Hausdorff_a`: `{A_a > 0}` against `{L > 0}`, full sets, voxel units.
+/// statapp's `Hausdorff_a`: `{A_a > 0}` against `{L > 0}`, full sets, voxel units. One box holds
+/// all four masks so the prediction's transform is computed once.
 fn compat_hausdorff(case: &CaseArrays, labels: &[u8]) -> [f64; 3] {
     let ann = &case.annotations;
-    [0, 1, 2].map(
-        |a| match Boxed::new(case.dims, |i| ann[a][i] > 0, |i| labels[i] > 0) {
-            Some(bx) => full_set_hd(&bx, [1.0; 3]),
-            None => f64::NAN,
-        },
-    )
+    let any_ann = |i: usize| ann.iter().any(|a| a[i] > 0);
+    let Some(bx) = Boxed::new(case.dims, |i| labels[i] > 0, any_ann) else {
+        return [f64::NAN; 3];
+    };
+    let pred = &bx.a;
+    if !pred.iter().any(|v| *v) {
+        return [f64::NAN; 3];
+    }
+    let to_pred = squared_edt(pred, bx.dims, [1.0; 3]);
+    [0, 1, 2].map(|a| {
+        let m = bx.extract(case.dims, |i| ann[a][i] > 0);
+        if !m.iter().any(|v| *v) {
+            return f64::NAN;
+        }
+        let to_m = squared_edt(&m, bx.dims, [1.0; 3]);
+        directed_max(pred, &to_m)
+            .max(directed_max(&m, &to_pred))
+            .sqrt()
+    })
+}
+
+/// Largest squared distance at the voxels of `mask`.
+fn directed_max(mask: &[bool], squared: &[f64]) -> f64 {
+    mask.iter()
+        .zip(squared)
+        .filter(|(m, _)| **m)
+        .map(|(_, v)| *v)
+        .fold(0.0f64, f64::max)
+}
+
+/// Tie groups of sorted items with their risks.
+fn risk_groups(items: &[Item], risk: impl Fn(Item) -> f64) -> impl Iterator<Item = Group> {
+    groups(items).map(move |(_, s, e)| Group {
+        count: e - s,
+        risk_sum: items[s..e].iter().map(|it| risk(*it)).sum(),
+        first_risk: risk(items[s]),
+    })
 }
 
 /// Rankings by `p_k`: per-annotator AUROC, and statapp's AUROC/AURC/EAURC with its bugs
@@ -588,44 +627,43 @@ fn by_probability(case: &CaseArrays, k: u8) -> (Auroc, f64, f64, f64) {
         })
         .collect();
     radix_sort(&mut items);
+    let aurocs = ranking::aurocs(&items, 4);
     let per: BTreeMap<String, Real> = (0..3)
-        .map(|a| ((a + 1).to_string(), Real(ranking::auroc(&items, a as u32))))
+        .map(|a| ((a + 1).to_string(), Real(aurocs[a])))
         .collect();
-    let mean = Real(nan_mean(&per.values().map(|r| r.0).collect::<Vec<_>>()));
-    let compat_auroc = ranking::auroc(&items, 3);
+    let mean = Real(nan_mean(&aurocs[..3]));
+    let compat_auroc = aurocs[3];
 
     let risk = |it: Item| {
         let y = (payload_of(it) >> 3 & 1) as f32;
         f64::from((y - ranking::unsortable(ranking::key_of(it))).abs())
     };
-    let gs: Vec<Group> = groups(&items)
-        .map(|(_, s, e)| Group {
-            count: e - s,
-            risk_sum: items[s..e].iter().map(|it| risk(*it)).sum(),
-            first_risk: risk(items[s]),
-        })
-        .collect();
-    let compat_aurc = ranking::aurc_values_loop(&gs, false);
-    // Geifman's optimum needs the risks themselves in ascending order
-    let mut risks: Vec<Item> = items.iter().map(|it| item(risk(*it) as f32, 0)).collect();
-    drop(items);
-    radix_sort(&mut risks);
-    let n = risks.len();
-    let opt = ranking::aurc_geifman(
-        risks
-            .iter()
-            .map(|it| f64::from(ranking::unsortable(ranking::key_of(*it)))),
-        n,
-    );
-    (
-        Auroc {
-            per_annotator: per,
-            mean,
-        },
-        compat_auroc,
-        compat_aurc,
-        compat_aurc - opt,
-    )
+    let total: f64 = items.iter().map(|it| risk(*it)).sum();
+    let compat_aurc =
+        ranking::aurc_values_loop(risk_groups(&items, risk), items.len(), total, false);
+    // Geifman's optimum needs the risks in ascending order: `p` for y = 0 ascends with the sort,
+    // `1 - p` for y = 1 ascends in reverse, so merging the two runs sorts them without a sort
+    let n = items.len();
+    let is_zero = |it: &&Item| payload_of(**it) >> 3 & 1 == 0;
+    let mut a = items.iter().filter(is_zero).map(|it| risk(*it)).peekable();
+    let mut b = items
+        .iter()
+        .rev()
+        .filter(|it| !is_zero(it))
+        .map(|it| risk(*it))
+        .peekable();
+    let merged = std::iter::from_fn(|| match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x <= y => a.next(),
+        (Some(_), Some(_)) => b.next(),
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    });
+    let opt = ranking::aurc_geifman(merged, n);
+    let auroc = Auroc {
+        per_annotator: per,
+        mean,
+    };
+    (auroc, compat_auroc, compat_aurc, compat_aurc - opt)
 }
 
 /// §11: selective classification of the decision `L == k` with confidence in that decision.
@@ -652,17 +690,11 @@ fn by_decision_confidence(case: &CaseArrays, labels: &[u8], k: u8) -> RiskCovera
             let b = payload_of(it);
             f64::from(u8::from((b >> 3 & 1) != (b >> a & 1)))
         };
-        let gs: Vec<Group> = groups(&items)
-            .map(|(_, s, e)| Group {
-                count: e - s,
-                risk_sum: items[s..e].iter().map(|it| risk(*it)).sum(),
-                first_risk: risk(items[s]),
-            })
-            .collect();
-        let errors = gs.iter().map(|g| g.risk_sum).sum::<f64>() as usize;
-        let aurc = ranking::aurc_tie_aware(&gs);
+        let total: f64 = items.iter().map(|it| risk(*it)).sum();
+        let errors = total as usize;
+        let aurc = ranking::aurc_tie_aware(risk_groups(&items, risk), n, total);
         let optimal = ranking::aurc_optimal(n, errors);
-        let values = ranking::aurc_values_loop(&gs, true);
+        let values = ranking::aurc_values_loop(risk_groups(&items, risk), n, total, true);
         let geifman = ranking::aurc_geifman_binary(n, errors);
         per.insert(
             (a + 1).to_string(),

@@ -15,11 +15,29 @@ pub fn squared_edt(site: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f6
     if d.is_empty() {
         return d;
     }
-    // x: contiguous lines
-    d.par_chunks_mut(nx)
-        .for_each_init(Scratch::default, |s, line| {
-            s.transform_in_place(line, spacing[2]);
-        });
+    // x: the input is binary, so the first pass is just the distance to the nearest site on
+    // the line (two sweeps), squared
+    let sx = spacing[2];
+    d.par_chunks_mut(nx).for_each(|line| {
+        let mut last: Option<usize> = None;
+        for x in 0..line.len() {
+            if line[x] == 0.0 {
+                last = Some(x);
+            } else if let Some(p) = last {
+                let dx = (x - p) as f64 * sx;
+                line[x] = dx * dx;
+            }
+        }
+        let mut next: Option<usize> = None;
+        for x in (0..line.len()).rev() {
+            if line[x] == 0.0 {
+                next = Some(x);
+            } else if let Some(p) = next {
+                let dx = (p - x) as f64 * sx;
+                line[x] = line[x].min(dx * dx);
+            }
+        }
+    });
     // y: lines inside each z plane
     d.par_chunks_mut(ny * nx)
         .for_each_init(Scratch::default, |s, plane| {
@@ -32,21 +50,33 @@ pub fn squared_edt(site: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f6
                 }
             }
         });
-    // z: gather columns per y row; each task owns one (y) row of every plane, so split by x-blocks
+    // z: one task per y row gathers the (z, x) slab (x stays contiguous), transforms its
+    // columns and hands the slab back; the write-back is a strided copy of contiguous runs
     if nz > 1 {
         let plane = ny * nx;
-        let columns: Vec<Vec<f64>> = (0..plane)
+        let slabs: Vec<Vec<f64>> = (0..ny)
             .into_par_iter()
-            .map_init(Scratch::default, |s, i| {
-                s.line.clear();
-                s.line.extend((0..nz).map(|z| d[z * plane + i]));
-                s.transform_buffer(spacing[0]);
-                s.out.clone()
+            .map_init(Scratch::default, |s, y| {
+                let mut slab = vec![0.0; nz * nx];
+                for z in 0..nz {
+                    slab[z * nx..(z + 1) * nx]
+                        .copy_from_slice(&d[z * plane + y * nx..z * plane + (y + 1) * nx]);
+                }
+                for x in 0..nx {
+                    s.line.clear();
+                    s.line.extend((0..nz).map(|z| slab[z * nx + x]));
+                    s.transform_buffer(spacing[0]);
+                    for z in 0..nz {
+                        slab[z * nx + x] = s.out[z];
+                    }
+                }
+                slab
             })
             .collect();
-        for (i, col) in columns.into_iter().enumerate() {
-            for (z, v) in col.into_iter().enumerate() {
-                d[z * plane + i] = v;
+        for (y, slab) in slabs.into_iter().enumerate() {
+            for z in 0..nz {
+                d[z * plane + y * nx..z * plane + (y + 1) * nx]
+                    .copy_from_slice(&slab[z * nx..(z + 1) * nx]);
             }
         }
     }
@@ -63,13 +93,6 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn transform_in_place(&mut self, line: &mut [f64], step: f64) {
-        self.line.clear();
-        self.line.extend_from_slice(line);
-        self.transform_buffer(step);
-        line.copy_from_slice(&self.out);
-    }
-
     /// `out[q] = min_p ((q - p) * step)^2 + line[p]` over the finite `line[p]`.
     fn transform_buffer(&mut self, step: f64) {
         let f = &self.line;

@@ -77,12 +77,18 @@ pub fn load_case(
     }
     let annotations = [&a1, &a2, &a3].map(|a| roi.crop(a.data()));
     drop((a1, a2, a3));
-    let mut probabilities: [Vec<f32>; 3] = Default::default();
-    for (k, path) in paths.probabilities.iter().enumerate() {
+    // decompression dominates loading: read the three maps in parallel
+    let read_prob = |path: &PathBuf| -> Result<Vec<f32>, MetricsError> {
         let img = read_nifti(path, &opts)?;
         check_shape(path, &img.geometry, shape)?;
-        probabilities[k] = roi.crop(img.into_f32().data());
-    }
+        Ok(roi.crop(img.into_f32().data()))
+    };
+    let [p1, p2, p3] = &paths.probabilities;
+    let (r1, (r2, r3)) = rayon::join(
+        || read_prob(p1),
+        || rayon::join(|| read_prob(p2), || read_prob(p3)),
+    );
+    let probabilities = [r1?, r2?, r3?];
     let prediction = match &paths.prediction {
         Some(path) => {
             let l = read_labels(path)?;

@@ -102,6 +102,38 @@ pub fn auroc(sorted: &[Item], bit: u32) -> f64 {
     num as f64 / (2.0 * pos_total as f64 * neg_below as f64)
 }
 
+/// [`auroc`] for payload bits `0..bits` in one pass over the sorted items.
+pub fn aurocs(sorted: &[Item], bits: usize) -> Vec<f64> {
+    let mut num = vec![0u128; bits];
+    let mut neg_below = vec![0u128; bits];
+    let mut pos_total = vec![0u128; bits];
+    let mut pos = vec![0u128; bits];
+    for (_, s, e) in groups(sorted) {
+        pos.iter_mut().for_each(|p| *p = 0);
+        for it in &sorted[s..e] {
+            let p = payload_of(*it);
+            for (b, c) in pos.iter_mut().enumerate() {
+                *c += u128::from(p >> b & 1);
+            }
+        }
+        for b in 0..bits {
+            let neg = (e - s) as u128 - pos[b];
+            num[b] += pos[b] * (2 * neg_below[b] + neg);
+            neg_below[b] += neg;
+            pos_total[b] += pos[b];
+        }
+    }
+    (0..bits)
+        .map(|b| {
+            if pos_total[b] == 0 || neg_below[b] == 0 {
+                f64::NAN
+            } else {
+                num[b] as f64 / (2.0 * pos_total[b] as f64 * neg_below[b] as f64)
+            }
+        })
+        .collect()
+}
+
 /// A tie group of a risk-coverage curve in ascending confidence order.
 #[derive(Debug, Clone, Copy)]
 pub struct Group {
@@ -112,17 +144,21 @@ pub struct Group {
 }
 
 /// Tie-aware AURC (fd-shifts): a point after each whole tie group but the last, a final point at
-/// coverage 0, trapezoid over coverage. Independent of the order inside tie groups.
-pub fn aurc_tie_aware(groups: &[Group]) -> f64 {
-    let n: usize = groups.iter().map(|g| g.count).sum();
+/// coverage 0, trapezoid over coverage. Independent of the order inside tie groups. Groups are
+/// streamed (continuous confidences make about one group per voxel); `n` and `total` are the
+/// voxel count and the summed risk.
+pub fn aurc_tie_aware(groups: impl IntoIterator<Item = Group>, n: usize, total: f64) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    let total: f64 = groups.iter().map(|g| g.risk_sum).sum();
     let nf = n as f64;
     let (mut cov, mut risk) = (1.0, total / nf);
     let (mut removed, mut removed_risk, mut area) = (0usize, 0.0f64, 0.0f64);
-    for g in &groups[..groups.len() - 1] {
+    let mut it = groups.into_iter().peekable();
+    while let Some(g) = it.next() {
+        if it.peek().is_none() {
+            break; // no point after the last group
+        }
         removed += g.count;
         removed_risk += g.risk_sum;
         let left = n - removed;
@@ -157,28 +193,31 @@ pub fn aurc_optimal(n: usize, errors: usize) -> f64 {
 
 /// The ValUES/fd-shifts loop (§11 steps 1-5): a point at the first removal of each new confidence
 /// level, weights = removals since the previous point; `final_point` adds the ValUES end point
-/// (statapp's copy omits it).
-pub fn aurc_values_loop(groups: &[Group], final_point: bool) -> f64 {
-    let n: usize = groups.iter().map(|g| g.count).sum();
+/// (statapp's copy omits it). Streams the groups like [`aurc_tie_aware`].
+pub fn aurc_values_loop(
+    groups: impl IntoIterator<Item = Group>,
+    n: usize,
+    total: f64,
+    final_point: bool,
+) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
     let nf = n as f64;
-    let total: f64 = groups.iter().map(|g| g.risk_sum).sum();
-    let mut risks = vec![total / nf];
-    let mut weights = Vec::new();
+    let mut prev_risk = total / nf;
+    let mut area = 0.0;
     let (mut start, mut removed_risk) = (0usize, 0.0f64);
     let mut last_point: Option<usize> = None;
     for g in groups {
         let i = start; // first removal of this confidence level
         if i + 2 <= n {
-            let err = total - removed_risk - g.first_risk;
-            risks.push(err / (n - 1 - i) as f64);
+            let r = (total - removed_risk - g.first_risk) / (n - 1 - i) as f64;
             let since = match last_point {
                 Some(p) => i - p,
                 None => i + 1,
             };
-            weights.push(since as f64 / nf);
+            area += (prev_risk + r) * 0.5 * (since as f64 / nf);
+            prev_risk = r;
             last_point = Some(i);
         }
         removed_risk += g.risk_sum;
@@ -191,16 +230,10 @@ pub fn aurc_values_loop(groups: &[Group], final_point: bool) -> f64 {
             None => n.saturating_sub(1),
         };
         if tail > 0 {
-            let last = risks[risks.len() - 1];
-            risks.push(last);
-            weights.push(tail as f64 / nf);
+            area += prev_risk * (tail as f64 / nf);
         }
     }
-    weights
-        .iter()
-        .enumerate()
-        .map(|(j, w)| (risks[j] + risks[j + 1]) * 0.5 * w)
-        .sum()
+    area
 }
 
 /// Geifman's optimal AURC: `(1/n) sum_i (sum_{j<=i} r_(j)) / i` over risks sorted ascending.
@@ -223,6 +256,21 @@ pub fn aurc_geifman_binary(n: usize, errors: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tie(g: &[Group]) -> f64 {
+        let n = g.iter().map(|x| x.count).sum();
+        aurc_tie_aware(g.iter().copied(), n, g.iter().map(|x| x.risk_sum).sum())
+    }
+
+    fn values(g: &[Group], fin: bool) -> f64 {
+        let n = g.iter().map(|x| x.count).sum();
+        aurc_values_loop(
+            g.iter().copied(),
+            n,
+            g.iter().map(|x| x.risk_sum).sum(),
+            fin,
+        )
+    }
 
     fn groups_of(conf: &[f32], risk: &[f64]) -> Vec<Group> {
         let mut items: Vec<Item> = conf
@@ -275,16 +323,14 @@ mod tests {
         let conf = [0.9f32, 0.1, 0.8, 0.7, 0.2];
         let risk = [0.0, 1.0, 0.0, 0.0, 1.0];
         let g = groups_of(&conf, &risk);
-        assert!((aurc_tie_aware(&g) - aurc_optimal(5, 2)).abs() < 1e-15);
+        assert!((tie(&g) - aurc_optimal(5, 2)).abs() < 1e-15);
         // with ties the curve skips points and can dip below the tie-free optimum
         let tied = groups_of(&[1.0, 0.0, 1.0, 1.0, 0.0], &risk);
-        assert!((aurc_tie_aware(&tied) - 0.08).abs() < 1e-15);
+        assert!((tie(&tied) - 0.08).abs() < 1e-15);
         // brute-force optimal: no ties, errors first
         let opt_conf: Vec<f32> = (0..5).map(|i| i as f32).collect();
         let opt_risk = [1.0, 1.0, 0.0, 0.0, 0.0];
-        assert!(
-            (aurc_tie_aware(&groups_of(&opt_conf, &opt_risk)) - aurc_optimal(5, 2)).abs() < 1e-15
-        );
+        assert!((tie(&groups_of(&opt_conf, &opt_risk)) - aurc_optimal(5, 2)).abs() < 1e-15);
     }
 
     #[test]
@@ -294,8 +340,8 @@ mod tests {
         // i=0: remove risk 1 -> point risk 0/2, weight 1/3; i=1: same level, no point; loop ends
         // (i runs to n-2 = 1); final: tail = 1 - 0 = 1 -> point (0, 0) weight 1/3
         let expected = (1.0 / 3.0 + 0.0) * 0.5 / 3.0 + 0.0;
-        assert!((aurc_values_loop(&g, true) - expected).abs() < 1e-15);
-        assert!((aurc_values_loop(&g, false) - expected).abs() < 1e-15);
+        assert!((values(&g, true) - expected).abs() < 1e-15);
+        assert!((values(&g, false) - expected).abs() < 1e-15);
         assert!(
             (aurc_geifman_binary(3, 1) - aurc_geifman([0.0, 0.0, 1.0].into_iter(), 3)).abs()
                 < 1e-15
