@@ -4,7 +4,9 @@ use crate::calibration::{AceBins, EceBins, softmax4};
 use crate::crps;
 use crate::edt::squared_edt;
 use crate::hausdorff::{Boxed, edges, percentile};
-use crate::ranking::{self, Group, Item, groups, item, payload_of, radix_sort};
+use crate::ranking::{
+    self, Group, Item, TieAware, ValuesLoop, groups, item, payload_of, radix_sort,
+};
 use crate::real::{Real, mean_strict, nan_mean};
 use crate::report::*;
 use crate::roi::Roi;
@@ -49,6 +51,14 @@ fn chunked<T: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> T + Sync) ->
         .collect()
 }
 
+/// Runs `f`, logging its wall time at debug level (`RUST_LOG=statapp_metrics=debug`).
+pub(crate) fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let t = std::time::Instant::now();
+    let out = f();
+    tracing::debug!(seconds = t.elapsed().as_secs_f64(), "{what}");
+    out
+}
+
 /// `p_0 = 1 - (p_1 + p_2 + p_3)` in f32, as numpy computes it.
 fn p0(p: &[Vec<f32>; 3], i: usize) -> f32 {
     1.0 - ((p[0][i] + p[1][i]) + p[2][i])
@@ -84,13 +94,17 @@ pub fn compute(case: &CaseArrays, meta: CaseMeta) -> CaseMetrics {
                 || {
                     (1..=3u8)
                         .into_par_iter()
-                        .map(|k| organ_metrics(case, &labels, k, spacing, voxel_volume))
+                        .map(|k| {
+                            timed(&format!("organ {k}"), || {
+                                organ_metrics(case, &labels, k, spacing, voxel_volume)
+                            })
+                        })
                         .collect::<Vec<_>>()
                 },
-                || compat_hausdorff(case, &labels),
+                || timed("compat hausdorff", || compat_hausdorff(case, &labels)),
             )
         },
-        || voxel_pass(case, &labels),
+        || timed("voxel pass", || voxel_pass(case, &labels)),
     );
 
     let mut compat = serde_json::Map::new();
@@ -455,9 +469,16 @@ fn organ_metrics(
         c * (1.0 - c)
     };
     let organ_ncc = ncc_by(n, variance, |i| binary_entropy(prob[i]));
-    let hausdorff = organ_hausdorff(case, labels, k, spacing);
-    let (auroc, compat_auroc, compat_aurc, compat_eaurc) = by_probability(case, k);
-    let risk_coverage = by_decision_confidence(case, labels, k);
+    let hausdorff = timed(&format!("organ {k} hausdorff"), || {
+        organ_hausdorff(case, labels, k, spacing)
+    });
+    let (auroc, compat_auroc, compat_aurc, compat_eaurc) =
+        timed(&format!("organ {k} by probability"), || {
+            by_probability(case, k)
+        });
+    let risk_coverage = timed(&format!("organ {k} by confidence"), || {
+        by_decision_confidence(case, labels, k)
+    });
 
     OrganResult {
         organ: Organ {
@@ -491,60 +512,23 @@ fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -
         hd95_mm: Real::NAN,
         hd_surface_mm: Real::NAN,
     };
+    let inf = HausdorffPair {
+        hd_mm: Real(f64::INFINITY),
+        hd_vox: Real(f64::INFINITY),
+        hd95_mm: Real(f64::INFINITY),
+        hd_surface_mm: Real(f64::INFINITY),
+    };
     let any_ann = |i: usize| ann.iter().any(|a| a[i] == k);
     let mut per = BTreeMap::new();
     if let Some(bx) = Boxed::new(case.dims, |i| labels[i] == k, any_ann) {
-        // the box is the union of all four masks; re-extract the annotator masks inside it
-        let masks: Vec<Vec<bool>> = (0..3)
-            .map(|a| bx.extract(case.dims, |i| ann[a][i] == k))
-            .collect();
-        let pred = &bx.a;
-        let unit = [1.0; 3];
-        let (pred_mm, pred_vox) = (
-            squared_edt(pred, bx.dims, spacing),
-            squared_edt(pred, bx.dims, unit),
-        );
-        let pred_edge = edges(pred, bx.dims);
-        let pred_edge_mm = squared_edt(&pred_edge, bx.dims, spacing);
-        let pred_any = pred.iter().any(|v| *v);
-        for (a, m) in masks.iter().enumerate() {
-            let pair = match (pred_any, m.iter().any(|v| *v)) {
+        // one box holds all four masks, so the prediction's transforms serve every annotator
+        let pred = Surface::new(bx.a.clone(), bx.dims, spacing);
+        for a in 0..3 {
+            let m = bx.extract(case.dims, |i| ann[a][i] == k);
+            let pair = match (pred.any, m.iter().any(|v| *v)) {
                 (false, false) => nan,
-                (true, false) | (false, true) => HausdorffPair {
-                    hd_mm: Real(f64::INFINITY),
-                    hd_vox: Real(f64::INFINITY),
-                    hd95_mm: Real(f64::INFINITY),
-                    hd_surface_mm: Real(f64::INFINITY),
-                },
-                (true, true) => {
-                    let hd = |pd: &[f64], md: &[f64]| {
-                        directed_max(pred, md).max(directed_max(m, pd)).sqrt()
-                    };
-                    let (m_mm, m_vox) = (
-                        squared_edt(m, bx.dims, spacing),
-                        squared_edt(m, bx.dims, unit),
-                    );
-                    let m_edge = edges(m, bx.dims);
-                    let m_edge_mm = squared_edt(&m_edge, bx.dims, spacing);
-                    let dists = |edge: &[bool], d: &[f64]| -> Vec<f64> {
-                        edge.iter()
-                            .zip(d)
-                            .filter(|(e, _)| **e)
-                            .map(|(_, v)| v.sqrt())
-                            .collect()
-                    };
-                    let mut ab = dists(&pred_edge, &m_edge_mm);
-                    let mut ba = dists(&m_edge, &pred_edge_mm);
-                    let max = |v: &[f64]| v.iter().copied().fold(0.0f64, f64::max);
-                    let surface = max(&ab).max(max(&ba));
-                    let hd95 = percentile(&mut ab, 95.0).max(percentile(&mut ba, 95.0));
-                    HausdorffPair {
-                        hd_mm: Real(hd(&pred_mm, &m_mm)),
-                        hd_vox: Real(hd(&pred_vox, &m_vox)),
-                        hd95_mm: Real(hd95),
-                        hd_surface_mm: Real(surface),
-                    }
-                }
+                (true, false) | (false, true) => inf,
+                (true, true) => pred.distances(&Surface::new(m, bx.dims, spacing)),
             };
             per.insert((a + 1).to_string(), pair);
         }
@@ -567,6 +551,65 @@ fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -
     }
 }
 
+/// A mask with the distance transforms of its edge voxels, in mm and in voxel units.
+///
+/// For a voxel outside a mask, the nearest mask voxel is always an edge voxel (a step from an
+/// interior voxel towards the query would be closer and still inside), so the edge transforms give
+/// the full-set Hausdorff distances too, and the full-mask transforms are never needed.
+struct Surface {
+    mask: Vec<bool>,
+    edge: Vec<bool>,
+    to_edge_mm: Vec<f64>,
+    to_edge_vox: Vec<f64>,
+    any: bool,
+}
+
+impl Surface {
+    fn new(mask: Vec<bool>, dims: [usize; 3], spacing: [f64; 3]) -> Self {
+        let edge = edges(&mask, dims);
+        Self {
+            any: mask.iter().any(|v| *v),
+            to_edge_mm: squared_edt(&edge, dims, spacing),
+            to_edge_vox: squared_edt(&edge, dims, [1.0; 3]),
+            mask,
+            edge,
+        }
+    }
+
+    /// Largest squared distance from this mask's voxels outside `other` to `other`.
+    fn directed(&self, other_mask: &[bool], other_to_edge: &[f64]) -> f64 {
+        (0..self.mask.len())
+            .filter(|i| self.mask[*i] && !other_mask[*i])
+            .map(|i| other_to_edge[i])
+            .fold(0.0f64, f64::max)
+    }
+
+    fn distances(&self, other: &Surface) -> HausdorffPair {
+        let full = |mine: &[f64], theirs: &[f64]| {
+            self.directed(&other.mask, theirs)
+                .max(other.directed(&self.mask, mine))
+                .sqrt()
+        };
+        let at_edges = |s: &Surface, d: &[f64]| -> Vec<f64> {
+            (0..s.edge.len())
+                .filter(|i| s.edge[*i])
+                .map(|i| d[i].sqrt())
+                .collect()
+        };
+        let mut ab = at_edges(self, &other.to_edge_mm);
+        let mut ba = at_edges(other, &self.to_edge_mm);
+        let max = |v: &[f64]| v.iter().copied().fold(0.0f64, f64::max);
+        let surface = max(&ab).max(max(&ba));
+        let hd95 = percentile(&mut ab, 95.0).max(percentile(&mut ba, 95.0));
+        HausdorffPair {
+            hd_mm: Real(full(&self.to_edge_mm, &other.to_edge_mm)),
+            hd_vox: Real(full(&self.to_edge_vox, &other.to_edge_vox)),
+            hd95_mm: Real(hd95),
+            hd_surface_mm: Real(surface),
+        }
+    }
+}
+
 /// statapp's `Hausdorff_a`: `{A_a > 0}` against `{L > 0}`, full sets, voxel units. One box holds
 /// all four masks so the prediction's transform is computed once.
 fn compat_hausdorff(case: &CaseArrays, labels: &[u8]) -> [f64; 3] {
@@ -575,30 +618,30 @@ fn compat_hausdorff(case: &CaseArrays, labels: &[u8]) -> [f64; 3] {
     let Some(bx) = Boxed::new(case.dims, |i| labels[i] > 0, any_ann) else {
         return [f64::NAN; 3];
     };
-    let pred = &bx.a;
-    if !pred.iter().any(|v| *v) {
+    let unit = [1.0; 3];
+    let pred_edge = edges(&bx.a, bx.dims);
+    if !pred_edge.iter().any(|v| *v) {
         return [f64::NAN; 3];
     }
-    let to_pred = squared_edt(pred, bx.dims, [1.0; 3]);
+    let to_pred = squared_edt(&pred_edge, bx.dims, unit);
     [0, 1, 2].map(|a| {
         let m = bx.extract(case.dims, |i| ann[a][i] > 0);
-        if !m.iter().any(|v| *v) {
+        let m_edge = edges(&m, bx.dims);
+        if !m_edge.iter().any(|v| *v) {
             return f64::NAN;
         }
-        let to_m = squared_edt(&m, bx.dims, [1.0; 3]);
-        directed_max(pred, &to_m)
-            .max(directed_max(&m, &to_pred))
+        let to_m = squared_edt(&m_edge, bx.dims, unit);
+        // nearest voxels of a mask are edge voxels (see `Surface`)
+        let directed = |from: &[bool], other: &[bool], d: &[f64]| {
+            (0..from.len())
+                .filter(|i| from[*i] && !other[*i])
+                .map(|i| d[i])
+                .fold(0.0f64, f64::max)
+        };
+        directed(&bx.a, &m, &to_m)
+            .max(directed(&m, &bx.a, &to_pred))
             .sqrt()
     })
-}
-
-/// Largest squared distance at the voxels of `mask`.
-fn directed_max(mask: &[bool], squared: &[f64]) -> f64 {
-    mask.iter()
-        .zip(squared)
-        .filter(|(m, _)| **m)
-        .map(|(_, v)| *v)
-        .fold(0.0f64, f64::max)
 }
 
 /// Tie groups of sorted items with their risks.
@@ -684,27 +727,51 @@ fn by_decision_confidence(case: &CaseArrays, labels: &[u8], k: u8) -> RiskCovera
         })
         .collect();
     radix_sort(&mut items);
+    // risk for annotator a: the decision (bit 3) disagrees with the annotator (bit a)
+    let wrong = |it: Item, a: usize| {
+        let b = payload_of(it);
+        (b >> 3 & 1) != (b >> a & 1)
+    };
+    let mut errors = [0usize; 3];
+    for it in &items {
+        for (a, e) in errors.iter_mut().enumerate() {
+            *e += usize::from(wrong(*it, a));
+        }
+    }
+    // all three annotators' curves in one pass over the sorted voxels
+    let mut tie: [TieAware; 3] = std::array::from_fn(|a| TieAware::new(n, errors[a] as f64));
+    let mut values: [ValuesLoop; 3] = std::array::from_fn(|a| ValuesLoop::new(n, errors[a] as f64));
+    for (_, s, e) in groups(&items) {
+        let mut sums = [0usize; 3];
+        for it in &items[s..e] {
+            for (a, c) in sums.iter_mut().enumerate() {
+                *c += usize::from(wrong(*it, a));
+            }
+        }
+        for a in 0..3 {
+            let g = Group {
+                count: e - s,
+                risk_sum: sums[a] as f64,
+                first_risk: f64::from(u8::from(wrong(items[s], a))),
+            };
+            tie[a].push(g);
+            values[a].push(g);
+        }
+    }
     let mut per = BTreeMap::new();
-    for a in 0..3u32 {
-        let risk = |it: Item| {
-            let b = payload_of(it);
-            f64::from(u8::from((b >> 3 & 1) != (b >> a & 1)))
-        };
-        let total: f64 = items.iter().map(|it| risk(*it)).sum();
-        let errors = total as usize;
-        let aurc = ranking::aurc_tie_aware(risk_groups(&items, risk), n, total);
-        let optimal = ranking::aurc_optimal(n, errors);
-        let values = ranking::aurc_values_loop(risk_groups(&items, risk), n, total, true);
-        let geifman = ranking::aurc_geifman_binary(n, errors);
+    for a in 0..3 {
+        let (aurc, value) = (tie[a].finish(), values[a].finish(true));
+        let optimal = ranking::aurc_optimal(n, errors[a]);
+        let geifman = ranking::aurc_geifman_binary(n, errors[a]);
         per.insert(
             (a + 1).to_string(),
             RiskCoveragePair {
                 aurc: Real(aurc),
                 eaurc: Real(aurc - optimal),
                 aurc_optimal: Real(optimal),
-                aurc_values_loop: Real(values),
-                eaurc_values_loop: Real(values - geifman),
-                error_rate: Real(errors as f64 / n as f64),
+                aurc_values_loop: Real(value),
+                eaurc_values_loop: Real(value - geifman),
+                error_rate: Real(errors[a] as f64 / n as f64),
             },
         );
     }

@@ -148,25 +148,60 @@ pub struct Group {
 /// streamed (continuous confidences make about one group per voxel); `n` and `total` are the
 /// voxel count and the summed risk.
 pub fn aurc_tie_aware(groups: impl IntoIterator<Item = Group>, n: usize, total: f64) -> f64 {
-    if n == 0 {
-        return f64::NAN;
-    }
-    let nf = n as f64;
-    let (mut cov, mut risk) = (1.0, total / nf);
-    let (mut removed, mut removed_risk, mut area) = (0usize, 0.0f64, 0.0f64);
-    let mut it = groups.into_iter().peekable();
-    while let Some(g) = it.next() {
-        if it.peek().is_none() {
-            break; // no point after the last group
+    let mut acc = TieAware::new(n, total);
+    groups.into_iter().for_each(|g| acc.push(g));
+    acc.finish()
+}
+
+/// Streaming state of [`aurc_tie_aware`].
+#[derive(Debug, Clone)]
+pub struct TieAware {
+    n: usize,
+    total: f64,
+    cov: f64,
+    risk: f64,
+    removed: usize,
+    removed_risk: f64,
+    area: f64,
+    /// The latest group: its point is added only once another group follows it.
+    pending: Option<Group>,
+}
+
+impl TieAware {
+    pub fn new(n: usize, total: f64) -> Self {
+        Self {
+            n,
+            total,
+            cov: 1.0,
+            risk: total / n as f64,
+            removed: 0,
+            removed_risk: 0.0,
+            area: 0.0,
+            pending: None,
         }
-        removed += g.count;
-        removed_risk += g.risk_sum;
-        let left = n - removed;
-        let (c, r) = (left as f64 / nf, (total - removed_risk) / left as f64);
-        area += (cov - c) * (risk + r) / 2.0;
-        (cov, risk) = (c, r);
     }
-    area + cov * risk // final point (0, last risk)
+
+    pub fn push(&mut self, g: Group) {
+        if let Some(prev) = self.pending.replace(g) {
+            self.removed += prev.count;
+            self.removed_risk += prev.risk_sum;
+            let left = self.n - self.removed;
+            let nf = self.n as f64;
+            let (c, r) = (
+                left as f64 / nf,
+                (self.total - self.removed_risk) / left as f64,
+            );
+            self.area += (self.cov - c) * (self.risk + r) / 2.0;
+            (self.cov, self.risk) = (c, r);
+        }
+    }
+
+    pub fn finish(&self) -> f64 {
+        if self.n == 0 {
+            return f64::NAN;
+        }
+        self.area + self.cov * self.risk // final point (0, last risk)
+    }
 }
 
 /// The optimal tie-aware AURC for `errors` wrong out of `n`: errors removed first, no ties.
@@ -200,40 +235,70 @@ pub fn aurc_values_loop(
     total: f64,
     final_point: bool,
 ) -> f64 {
-    if n == 0 {
-        return f64::NAN;
+    let mut acc = ValuesLoop::new(n, total);
+    groups.into_iter().for_each(|g| acc.push(g));
+    acc.finish(final_point)
+}
+
+/// Streaming state of [`aurc_values_loop`].
+#[derive(Debug, Clone)]
+pub struct ValuesLoop {
+    n: usize,
+    total: f64,
+    prev_risk: f64,
+    area: f64,
+    start: usize,
+    removed_risk: f64,
+    last_point: Option<usize>,
+}
+
+impl ValuesLoop {
+    pub fn new(n: usize, total: f64) -> Self {
+        Self {
+            n,
+            total,
+            prev_risk: total / n as f64,
+            area: 0.0,
+            start: 0,
+            removed_risk: 0.0,
+            last_point: None,
+        }
     }
-    let nf = n as f64;
-    let mut prev_risk = total / nf;
-    let mut area = 0.0;
-    let (mut start, mut removed_risk) = (0usize, 0.0f64);
-    let mut last_point: Option<usize> = None;
-    for g in groups {
-        let i = start; // first removal of this confidence level
+
+    pub fn push(&mut self, g: Group) {
+        let (n, i) = (self.n, self.start); // first removal of this confidence level
         if i + 2 <= n {
-            let r = (total - removed_risk - g.first_risk) / (n - 1 - i) as f64;
-            let since = match last_point {
+            let r = (self.total - self.removed_risk - g.first_risk) / (n - 1 - i) as f64;
+            let since = match self.last_point {
                 Some(p) => i - p,
                 None => i + 1,
             };
-            area += (prev_risk + r) * 0.5 * (since as f64 / nf);
-            prev_risk = r;
-            last_point = Some(i);
+            self.area += (self.prev_risk + r) * 0.5 * (since as f64 / n as f64);
+            self.prev_risk = r;
+            self.last_point = Some(i);
         }
-        removed_risk += g.risk_sum;
-        start += g.count;
+        self.removed_risk += g.risk_sum;
+        self.start += g.count;
     }
-    if final_point {
-        // removals after the last point: i runs to n - 2
-        let tail = match last_point {
-            Some(p) => n - 2 - p,
-            None => n.saturating_sub(1),
-        };
-        if tail > 0 {
-            area += prev_risk * (tail as f64 / nf);
+
+    pub fn finish(&self, final_point: bool) -> f64 {
+        let n = self.n;
+        if n == 0 {
+            return f64::NAN;
         }
+        let mut area = self.area;
+        if final_point {
+            // removals after the last point: i runs to n - 2
+            let tail = match self.last_point {
+                Some(p) => n - 2 - p,
+                None => n.saturating_sub(1),
+            };
+            if tail > 0 {
+                area += self.prev_risk * (tail as f64 / n as f64);
+            }
+        }
+        area
     }
-    area
 }
 
 /// Geifman's optimal AURC: `(1/n) sum_i (sum_{j<=i} r_(j)) / i` over risks sorted ascending.
