@@ -138,7 +138,7 @@ pub fn merge_dir(dir: &Path, output: &Path) -> Result<usize, MergeError> {
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     let tmp = tempfile::NamedTempFile::new_in(parent).map_err(io(parent))?;
     std::fs::write(tmp.path(), render(&table)).map_err(io(output))?;
-    tmp.persist(output).map_err(|e| io(output)(e.error))?;
+    statapp_volume::publish(tmp, output).map_err(io(output))?;
     Ok(table.len())
 }
 

@@ -485,8 +485,19 @@ pub fn write_nifti_with<T: Element>(
         encode(&mut w, volume, options).map_err(io_err)?;
         w.flush().map_err(io_err)?;
     }
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
-    Ok(())
+    publish(tmp, path).map_err(io_err)
+}
+
+/// Renames a finished temporary file onto `path` with ordinary permissions (temporary files are
+/// created owner-only). The rename is atomic: readers see the old file or the whole new one.
+pub fn publish(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    tmp.persist(path).map(|_| ()).map_err(|e| e.error)
 }
 
 /// Encodes a complete single-file NIfTI-1 (header, extension flag, data) into memory.

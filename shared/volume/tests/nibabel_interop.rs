@@ -299,3 +299,16 @@ fn round_trip_preserves_geometry_and_values() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
+
+#[cfg(unix)]
+#[test]
+fn written_files_are_world_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let g = Geometry::axis_aligned([1, 1, 2], [1.0; 3], [0.0; 3]);
+    let v = Volume::new(Array3::<u8>::zeros((1, 1, 2)), g).unwrap();
+    let path = dir.path().join("x.nii.gz");
+    write_nifti(&path, &v).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+}
