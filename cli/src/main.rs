@@ -1,6 +1,7 @@
 //! `statapp`: the command line of the statapp project.
 
 mod bench;
+mod ensemble;
 mod inspect;
 mod metrics;
 mod preview;
@@ -28,6 +29,8 @@ enum Command {
     /// Score predictions (METRICS.md) and merge metric rows.
     #[command(subcommand)]
     Metrics(metrics::Command),
+    /// Average member predictions into an ensemble (mean probabilities, argmax labels).
+    Ensemble(ensemble::Args),
     /// Benchmarks that print wall time and peak memory.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(args),
         Command::Preview(args) => preview::run(args),
         Command::Metrics(cmd) => metrics::run(cmd),
+        Command::Ensemble(args) => ensemble::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -1,0 +1,219 @@
+//! Ensembling (METRICS.md §16, nnU-Net `ensemble_folders`): the unweighted mean of the members'
+//! probabilities, the segmentation as the argmax of the mean (ties to the lower label).
+//!
+//! Members are read one organ map at a time and summed in f64, so memory stays near two volumes
+//! of probabilities whatever the member count, and the mean does not depend on member order (the
+//! f64 sum of at most a few dozen f32 values is exact in practice, and rounded once to f32).
+
+use ndarray::Array3;
+use statapp_volume::{Geometry, ReadOptions, Volume, VolumeError, read_nifti, write_nifti};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// File names of a prediction directory.
+pub const PROB_FILES: [&str; 3] = ["prob_panc.nii.gz", "prob_kidn.nii.gz", "prob_livr.nii.gz"];
+pub const SEGMENTATION_FILE: &str = "segmentation.nii.gz";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnsembleError {
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error("an ensemble needs at least one member")]
+    NoMembers,
+    #[error("{path}: I/O error: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `argmax(1 - (p1 + p2 + p3), p1, p2, p3)` with f32 arithmetic, ties to the lower label.
+pub fn argmax_labels(p: [&Array3<f32>; 3]) -> Array3<u8> {
+    let mut out = Array3::zeros(p[0].dim());
+    ndarray::Zip::from(&mut out)
+        .and(p[0])
+        .and(p[1])
+        .and(p[2])
+        .for_each(|l, a, b, c| {
+            let q = [1.0 - ((a + b) + c), *a, *b, *c];
+            let mut best = 0;
+            for k in 1..4 {
+                if q[k] > q[best] {
+                    best = k;
+                }
+            }
+            *l = best as u8;
+        });
+    out
+}
+
+/// Mean probability maps of the member directories and their argmax segmentation.
+pub fn ensemble(members: &[PathBuf]) -> Result<([Volume<f32>; 3], Volume<u8>), EnsembleError> {
+    let first = members.first().ok_or(EnsembleError::NoMembers)?;
+    let opts = ReadOptions::default();
+    let mut reference: Option<(Geometry, PathBuf)> = None;
+    let mut means = Vec::with_capacity(3);
+    for file in PROB_FILES {
+        let mut acc: Option<Array3<f64>> = None;
+        for m in members {
+            let path = m.join(file);
+            let v = read_nifti(&path, &opts)?.into_f32();
+            match &reference {
+                Some((g, p)) => g.ensure_same_grid(p, v.geometry(), &path)?,
+                None => reference = Some((v.geometry().clone(), path.clone())),
+            }
+            match &mut acc {
+                Some(a) => ndarray::Zip::from(a)
+                    .and(v.data())
+                    .for_each(|s, x| *s += f64::from(*x)),
+                None => acc = Some(v.data().mapv(f64::from)),
+            }
+        }
+        let n = members.len() as f64;
+        let mean = acc.map(|a| a.mapv(|s| (s / n) as f32));
+        means.push(mean.unwrap_or_default());
+    }
+    let geometry = match reference {
+        Some((g, _)) => g,
+        None => read_nifti(first.join(PROB_FILES[0]), &opts)?.geometry,
+    };
+    let labels = argmax_labels([&means[0], &means[1], &means[2]]);
+    let mut vols = means.into_iter().map(|m| Volume::new(m, geometry.clone()));
+    let probs = [
+        vols.next().ok_or(EnsembleError::NoMembers)??,
+        vols.next().ok_or(EnsembleError::NoMembers)??,
+        vols.next().ok_or(EnsembleError::NoMembers)??,
+    ];
+    Ok((probs, Volume::new(labels, geometry)?))
+}
+
+/// Writes a prediction directory (probability maps and segmentation).
+pub fn write_prediction(
+    dir: &Path,
+    probs: &[Volume<f32>; 3],
+    labels: &Volume<u8>,
+) -> Result<(), EnsembleError> {
+    std::fs::create_dir_all(dir).map_err(|source| EnsembleError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (file, p) in PROB_FILES.iter().zip(probs) {
+        write_nifti(dir.join(file), p)?;
+    }
+    write_nifti(dir.join(SEGMENTATION_FILE), labels)?;
+    Ok(())
+}
+
+/// The original's strategies from model ids `anno<k>_init<seed>_fold<f>`: `ensemble_anno<k>` for
+/// each annotator with at least two models, and `ensemble_all` over every model (at least two).
+pub fn strategies(model_ids: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for id in model_ids {
+        if let Some(k) = id
+            .strip_prefix("anno")
+            .and_then(|r| r.split('_').next())
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_digit()))
+        {
+            out.entry(format!("ensemble_anno{k}"))
+                .or_default()
+                .push(id.clone());
+        }
+    }
+    out.retain(|_, m| m.len() >= 2);
+    if model_ids.len() >= 2 {
+        out.insert("ensemble_all".into(), model_ids.to_vec());
+    }
+    for members in out.values_mut() {
+        members.sort();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_member(dir: &Path, g: &Geometry, seed: u32) {
+        let probs: Vec<Volume<f32>> = (0..3)
+            .map(|k| {
+                let data = Array3::from_shape_fn((3, 4, 5), |(z, y, x)| {
+                    let h = (z * 31 + y * 7 + x * 3 + k * 11) as u32 * (seed + 1) % 97;
+                    h as f32 / 300.0
+                });
+                Volume::new(data, g.clone()).unwrap()
+            })
+            .collect();
+        let labels = argmax_labels([probs[0].data(), probs[1].data(), probs[2].data()]);
+        let probs = [probs[0].clone(), probs[1].clone(), probs[2].clone()];
+        write_prediction(dir, &probs, &Volume::new(labels, g.clone()).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn one_member_is_itself_and_order_does_not_matter() {
+        let tmp = tempfile::tempdir().unwrap();
+        let g = Geometry::axis_aligned([3, 4, 5], [2.0, 0.8, 0.8], [0.0; 3]);
+        let dirs: Vec<PathBuf> = (0..4).map(|i| tmp.path().join(format!("m{i}"))).collect();
+        for (i, d) in dirs.iter().enumerate() {
+            write_member(d, &g, i as u32);
+        }
+        let (p, l) = ensemble(&dirs[..1]).unwrap();
+        let read = |f: &str| {
+            read_nifti(dirs[0].join(f), &ReadOptions::default())
+                .unwrap()
+                .into_f32()
+        };
+        assert_eq!(p[1], read(PROB_FILES[1]));
+        let seg = read_nifti(dirs[0].join(SEGMENTATION_FILE), &ReadOptions::default()).unwrap();
+        assert_eq!(l, seg.to_labels(3).unwrap());
+        let (a, la) = ensemble(&dirs).unwrap();
+        let reversed: Vec<PathBuf> = dirs.iter().rev().cloned().collect();
+        let (b, lb) = ensemble(&reversed).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(la, lb);
+    }
+
+    #[test]
+    fn mismatched_geometry_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        let b = tmp.path().join("b");
+        write_member(
+            &a,
+            &Geometry::axis_aligned([3, 4, 5], [2.0, 0.8, 0.8], [0.0; 3]),
+            0,
+        );
+        write_member(
+            &b,
+            &Geometry::axis_aligned([3, 4, 5], [2.0, 0.8, 0.9], [0.0; 3]),
+            1,
+        );
+        let err = ensemble(&[a, b]).unwrap_err();
+        assert!(err.to_string().contains("spacing"), "{err}");
+    }
+
+    #[test]
+    fn ties_go_to_the_lower_label() {
+        let half = Array3::from_elem((1, 1, 1), 0.5f32);
+        let zero = Array3::zeros((1, 1, 1));
+        // background 0, pancreas 0.5, kidney 0.5: pancreas (1) wins
+        assert_eq!(argmax_labels([&half, &half, &zero])[[0, 0, 0]], 1);
+    }
+
+    #[test]
+    fn strategies_follow_the_original() {
+        let ids: Vec<String> = [
+            "anno1_init1_foldall",
+            "anno1_init2_foldall",
+            "anno2_init1_foldall",
+        ]
+        .map(String::from)
+        .to_vec();
+        let s = strategies(&ids);
+        assert_eq!(
+            s.keys().collect::<Vec<_>>(),
+            ["ensemble_all", "ensemble_anno1"]
+        );
+        assert_eq!(s["ensemble_all"].len(), 3);
+    }
+}
