@@ -28,6 +28,10 @@ fn every_command_has_help() {
         vec!["preview"],
         vec!["bench"],
         vec!["bench", "nifti"],
+        vec!["metrics"],
+        vec!["metrics", "case"],
+        vec!["metrics", "merge"],
+        vec!["ensemble"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");
