@@ -2,6 +2,7 @@
 """nnU-Net v2 reference values for the Rust nnU-Net core (shared/nnunet), from nnunetv2 itself.
 
 Usage: python tools/nnunet_reference.py sliding OUT.json
+       python tools/nnunet_reference.py plans OUT.json   (3d_fullres plans for several fingerprints)
   tile start positions (compute_steps_for_sliding_window) for several image/tile/step sizes and the
   Gaussian importance maps (compute_gaussian, float16) of small tiles in full, of a 128^3 tile by
   summary.
@@ -43,3 +44,84 @@ def main():
 
 if __name__ == "__main__" and sys.argv[1] == "sliding":
     main()
+
+
+def plans(out_path):
+    """3d_fullres plans of nnU-Net's default ExperimentPlanner for several dataset fingerprints
+    (spacings and shapes after crop), without data on disk: the planner object is built by hand."""
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+
+    def planner(fp, num_training, labels=4):
+        p = ExperimentPlanner.__new__(ExperimentPlanner)
+        p.dataset_name = "Dataset475_CURVAS"
+        p.suppress_transpose = False
+        p.dataset_json = {"channel_names": {"0": "CT"}, "labels": {str(i): i for i in range(labels)},
+                          "numTraining": num_training, "file_ending": ".nii.gz"}
+        p.dataset_fingerprint = fp
+        p.anisotropy_threshold = 3
+        p.UNet_base_num_features = 32
+        p.UNet_class = PlainConvUNet
+        p.UNet_reference_val_3d = 560000000
+        p.UNet_reference_val_2d = 85000000
+        p.UNet_reference_com_nfeatures = 32
+        p.UNet_reference_val_corresp_GB = 8
+        p.UNet_reference_val_corresp_bs_2d = 12
+        p.UNet_reference_val_corresp_bs_3d = 2
+        p.UNet_featuremap_min_edge_length = 4
+        p.UNet_blocks_per_stage_encoder = (2,) * 14
+        p.UNet_blocks_per_stage_decoder = (2,) * 13
+        p.UNet_min_batch_size = 2
+        p.UNet_max_features_2d = 512
+        p.UNet_max_features_3d = 320
+        p.max_dataset_covered = 0.05
+        p.UNet_vram_target_GB = 8
+        p.lowres_creation_threshold = 0.25
+        p.preprocessor_name = "DefaultPreprocessor"
+        p.plans_identifier = "nnUNetPlans"
+        p.overwrite_target_spacing = None
+        p.plans = None
+        return p
+
+    from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
+    rng = np.random.default_rng(3)
+    scenarios = []
+    base = [
+        ("curvas_like", [[2.5, 0.75, 0.75], [2.0, 0.8, 0.8], [3.0, 0.7, 0.7], [2.5, 0.78, 0.78], [1.5, 0.65, 0.65]],
+         [[300, 512, 512], [240, 512, 512], [180, 512, 512], [320, 512, 512], [420, 512, 512]], 20),
+        ("small_phantoms", [[2.0, 0.7, 0.7], [5.0, 0.84, 0.84], [3.0, 0.61, 0.61], [3.0, 0.66, 0.66]],
+         [[64, 96, 96]] * 4, 4),
+        ("anisotropic", [[10.0, 1.5, 1.5], [9.0, 1.4, 1.4], [6.0, 1.5, 1.5], [10.0, 1.6, 1.6]],
+         [[12, 256, 256], [14, 240, 240], [20, 256, 256], [11, 250, 260]], 30),
+    ]
+    for _ in range(5):
+        n = int(rng.integers(3, 8))
+        sp = [[float(rng.choice([1.0, 1.5, 2.0, 2.5, 3.0, 5.0])), *([float(np.round(rng.uniform(0.5, 1.0), 3))] * 2)]
+              for _ in range(n)]
+        sh = [[int(rng.integers(40, 400)), int(rng.integers(128, 512)), int(rng.integers(128, 512))] for _ in range(n)]
+        base.append((f"random_{len(base)}", sp, sh, int(rng.integers(5, 100))))
+    for name, spacings, shapes, num_training in base:
+        fp = {"spacings": spacings, "shapes_after_crop": shapes, "median_relative_size_after_cropping": 1.0}
+        p = planner(fp, num_training)
+        target = p.determine_fullres_target_spacing()
+        tf, tb = p.determine_transpose()
+        new_shapes = [compute_new_shape(j, i, target) for i, j in zip(spacings, shapes)]
+        median = np.median(new_shapes, 0)[tf]
+        approx = float(np.prod(median, dtype=np.float64) * num_training)
+        plan = p.get_plans_for_configuration(target[tf], median, "nnUNetPlans_3d_fullres", approx, {})
+        a = plan["architecture"]["arch_kwargs"]
+        scenarios.append({
+            "name": name, "spacings": spacings, "shapes_after_crop": shapes, "num_training": num_training,
+            "target_spacing": [float(v) for v in target], "transpose_forward": [int(v) for v in tf],
+            "median_shape": [float(v) for v in median],
+            "patch_size": [int(v) for v in plan["patch_size"]], "batch_size": int(plan["batch_size"]),
+            "n_stages": int(a["n_stages"]), "features_per_stage": [int(v) for v in a["features_per_stage"]],
+            "kernel_sizes": [[int(k) for k in v] for v in a["kernel_sizes"]],
+            "strides": [[int(k) for k in v] for v in a["strides"]],
+        })
+    with open(out_path, "w") as f:
+        json.dump({"nnunetv2": "2.8.1", "scenarios": scenarios}, f, indent=1)
+
+
+if __name__ == "__main__" and sys.argv[1] == "plans":
+    plans(sys.argv[2])

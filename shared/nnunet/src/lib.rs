@@ -2,4 +2,5 @@
 //! volume can be split across workers), and the ensembling of member probabilities.
 
 pub mod ensemble;
+pub mod plans;
 pub mod sliding;
