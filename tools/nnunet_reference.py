@@ -3,6 +3,7 @@
 
 Usage: python tools/nnunet_reference.py sliding OUT.json
        python tools/nnunet_reference.py plans OUT.json   (3d_fullres plans for several fingerprints)
+       python tools/nnunet_reference.py dataset PREPROCESSED_DATASET_DIR OUT_DIR   (see dataset())
   tile start positions (compute_steps_for_sliding_window) for several image/tile/step sizes and the
   Gaussian importance maps (compute_gaussian, float16) of small tiles in full, of a 128^3 tile by
   summary.
@@ -125,3 +126,40 @@ def plans(out_path):
 
 if __name__ == "__main__" and sys.argv[1] == "plans":
     plans(sys.argv[2])
+
+
+def dataset(pre_dir, out_dir):
+    """Copies nnunetv2's fingerprint and plans of a preprocessed dataset, and its preprocessed
+    arrays (data and segmentation of case_000) as NIfTI, into out_dir.
+    Run after `statapp synth --cases 4 --size small --seed 475 --layout nnunet --annotator 1` and
+    nnUNetv2_extract_fingerprint / nnUNetv2_plan_experiment / nnUNetv2_preprocess -c 3d_fullres."""
+    import os
+    import pickle
+    import shutil
+
+    import blosc2
+    import nibabel as nib
+
+    os.makedirs(out_dir, exist_ok=True)
+    for f in ("dataset_fingerprint.json", "nnUNetPlans.json"):
+        shutil.copy(os.path.join(pre_dir, f), os.path.join(out_dir, f))
+    folder = os.path.join(pre_dir, "nnUNetPlans_3d_fullres")
+    for case in ("case_000",):
+        data = blosc2.open(os.path.join(folder, f"{case}.b2nd"))[:]
+        seg = blosc2.open(os.path.join(folder, f"{case}_seg.b2nd"))[:]
+        with open(os.path.join(folder, f"{case}.pkl"), "rb") as f:
+            props = pickle.load(f)
+        # (c, z, y, x) -> NIfTI (x, y, z); identity affine: these are arrays, not images
+        nib.save(nib.Nifti1Image(np.transpose(data[0], (2, 1, 0)).astype(np.float32), np.eye(4)),
+                 os.path.join(out_dir, f"{case}_data.nii.gz"))
+        nib.save(nib.Nifti1Image(np.transpose(seg[0], (2, 1, 0)).astype(np.int16), np.eye(4)),
+                 os.path.join(out_dir, f"{case}_seg.nii.gz"))
+        meta = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in props.items()
+                if k in ("shape_before_cropping", "bbox_used_for_cropping", "shape_after_cropping_and_before_resampling",
+                         "spacing")}
+        with open(os.path.join(out_dir, f"{case}_properties.json"), "w") as f:
+            json.dump(meta, f, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else int(o))
+
+
+if __name__ == "__main__" and sys.argv[1] == "dataset":
+    dataset(sys.argv[2], sys.argv[3])

@@ -3,4 +3,6 @@
 
 pub mod ensemble;
 pub mod plans;
+pub mod preprocess;
+pub mod resample;
 pub mod sliding;

@@ -141,7 +141,11 @@ pub fn pool_and_conv_props(spacing: [f64; 3], patch: [f64; 3], min_edge: f64) ->
     let patch_size = std::array::from_fn(|a| {
         let s = patch[a] as usize;
         let m = must[a];
-        if s.is_multiple_of(m) { s } else { s + m - s % m }
+        if s.is_multiple_of(m) {
+            s
+        } else {
+            s + m - s % m
+        }
     });
     kernels.push([3, 3, 3]);
     Topology {
