@@ -3,6 +3,7 @@
 
 pub mod ensemble;
 pub mod plans;
+pub mod plans_file;
 pub mod preprocess;
 pub mod resample;
 pub mod sliding;

@@ -153,3 +153,15 @@ fn preprocessed_case_matches_nnunet() {
     eprintln!("label agreement {frac}");
     assert!(frac >= 0.999, "label agreement {frac}");
 }
+
+#[test]
+fn nnunet_plans_read_and_round_trip() {
+    use statapp_nnunet::plans_file::Plans;
+    let theirs = Plans::from_json(&json("nnUNetPlans.json")).unwrap();
+    let cfg = theirs.configuration("3d_fullres").unwrap();
+    assert_eq!(cfg.patch_size, [64, 96, 96]);
+    assert_eq!(cfg.strides.len(), 5);
+    assert!(!theirs.configurations.contains_key("2d"));
+    let back = Plans::from_json(&theirs.to_json()).unwrap();
+    assert_eq!(back, theirs);
+}
