@@ -4,6 +4,8 @@ mod bench;
 mod ensemble;
 mod inspect;
 mod metrics;
+mod model_cmds;
+mod prepare;
 mod preview;
 mod progress;
 mod synth;
@@ -29,6 +31,12 @@ enum Command {
     /// Score predictions (METRICS.md) and merge metric rows.
     #[command(subcommand)]
     Metrics(metrics::Command),
+    /// nnU-Net fingerprint, plans (3d_fullres and 3d_cpu) and preprocessing of a dataset.
+    Prepare(prepare::Args),
+    /// Create a model directory with a seeded, untrained PlainConvUNet from a plan.
+    InitModel(model_cmds::InitArgs),
+    /// Predict a CT with a model: probabilities and segmentation on the image's grid.
+    Predict(model_cmds::PredictArgs),
     /// Average member predictions into an ensemble (mean probabilities, argmax labels).
     Ensemble(ensemble::Args),
     /// Benchmarks that print wall time and peak memory.
@@ -50,6 +58,9 @@ fn main() -> anyhow::Result<()> {
         Command::Preview(args) => preview::run(args),
         Command::Metrics(cmd) => metrics::run(cmd),
         Command::Ensemble(args) => ensemble::run(args),
+        Command::Prepare(args) => prepare::run(args),
+        Command::InitModel(args) => model_cmds::init(args),
+        Command::Predict(args) => model_cmds::predict(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -303,3 +303,110 @@ fn metrics_merge_upserts_and_is_deterministic() {
     );
     assert_eq!(std::fs::read(&out).unwrap(), first);
 }
+
+/// prepare -> init-model -> predict -> ensemble -> metrics, on local directories. The networks
+/// are untrained (training is `statapp train`), so only shapes, geometry and plumbing are checked.
+#[test]
+fn prepare_predict_ensemble_metrics_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).to_string_lossy().into_owned();
+    let ok = |args: &[&str]| {
+        let o = statapp(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        o
+    };
+    ok(&[
+        "synth",
+        "--cases",
+        "2",
+        "--size",
+        "small",
+        "--seed",
+        "9",
+        "--out",
+        &p("bucket"),
+    ]);
+    ok(&[
+        "prepare",
+        &p("bucket"),
+        "--out",
+        &p("prep"),
+        "--annotator",
+        "2",
+    ]);
+    let plans: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("prep/nnUNetPlans.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        plans["configurations"]["3d_fullres"]["architecture"]["network_class_name"],
+        "dynamic_network_architectures.architectures.unet.PlainConvUNet"
+    );
+    assert!(
+        dir.path()
+            .join("prep/nnUNetPlans_3d_fullres/case_001_data.nii.gz")
+            .is_file()
+    );
+    for seed in ["1", "2"] {
+        ok(&[
+            "init-model",
+            "--plans",
+            &p("prep/nnUNetPlans.json"),
+            "--annotator",
+            "2",
+            "--seed",
+            seed,
+            "--out",
+            &p("models"),
+        ]);
+    }
+    let image = p("bucket/incoming/case_000/image.nii.gz");
+    for (seed, out) in [("1", "pred/a"), ("2", "pred/b")] {
+        let model = p(&format!("models/anno2_init{seed}_foldall"));
+        ok(&[
+            "predict",
+            "--model",
+            &model,
+            "--image",
+            &image,
+            "--out",
+            &p(out),
+            "--tile-batch",
+            "2",
+        ]);
+    }
+    ok(&["ensemble", &p("pred/a"), &p("pred/b"), "-o", &p("pred/ens")]);
+    let seg = ok(&["inspect", &p("pred/ens/segmentation.nii.gz")]);
+    let img = ok(&["inspect", &image]);
+    let geometry = |o: &Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("shape") || l.starts_with("spacing") || l.starts_with("  ["))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        geometry(&seg),
+        geometry(&img),
+        "predictions keep the image geometry"
+    );
+    let c = p("bucket/incoming/case_000");
+    let o = ok(&[
+        "metrics",
+        "case",
+        "--annotation",
+        &format!("{c}/annotation_1.nii.gz"),
+        "--annotation",
+        &format!("{c}/annotation_2.nii.gz"),
+        "--annotation",
+        &format!("{c}/annotation_3.nii.gz"),
+        "--probabilities",
+        &p("pred/ens/prob_panc.nii.gz"),
+        &p("pred/ens/prob_kidn.nii.gz"),
+        &p("pred/ens/prob_livr.nii.gz"),
+        "--prediction",
+        &p("pred/ens/segmentation.nii.gz"),
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["inputs"]["pred_source"], "segmentation.nii.gz");
+}

@@ -3,6 +3,7 @@
 //! CPU (flex) here and in Lambda, CUDA in the GPU trainer.
 
 pub mod checkpoint;
+pub mod infer;
 pub mod predict;
 pub mod unet;
 

@@ -59,6 +59,8 @@ pub struct PredictOptions {
     pub mirror: bool,
     /// Tiles per forward pass.
     pub tile_batch: usize,
+    /// Tile step as a fraction of the patch (nnU-Net: 0.5).
+    pub step: f64,
 }
 
 impl Default for PredictOptions {
@@ -66,6 +68,7 @@ impl Default for PredictOptions {
         Self {
             mirror: false,
             tile_batch: 1,
+            step: 0.5,
         }
     }
 }
@@ -142,13 +145,12 @@ pub fn predict_logits(
     net: &PlainConvUNet,
     data: &Array3<f32>,
     patch: [usize; 3],
-    step: f64,
     opts: PredictOptions,
     num_classes: usize,
     device: &Device,
 ) -> Array4<f32> {
     let shape = [data.dim().0, data.dim().1, data.dim().2];
-    let sw = SlidingWindow::new(shape, patch, step);
+    let sw = SlidingWindow::new(shape, patch, opts.step);
     let padded = sw.pad_image(data);
     let acc = predict_tiles(
         net,

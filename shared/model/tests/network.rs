@@ -71,8 +71,8 @@ fn checkpoint_round_trip_predicts_the_same() {
     assert!(weights(&net) == weights(&back), "weights changed on reload");
     let data = input([6, 20, 20]);
     let opts = PredictOptions::default();
-    let a = predict_logits(&net, &data, [4, 16, 16], 0.5, opts, 4, &d);
-    let b = predict_logits(&back, &data, [4, 16, 16], 0.5, opts, 4, &d);
+    let a = predict_logits(&net, &data, [4, 16, 16], opts, 4, &d);
+    let b = predict_logits(&back, &data, [4, 16, 16], opts, 4, &d);
     assert_eq!(a, b);
     assert!(load_weights(&tiny(), &dir.path().join("missing.bpk"), &d).is_err());
 }
@@ -89,6 +89,7 @@ fn tile_ranges_merge_to_whole_volume_inference() {
     let opts = PredictOptions {
         mirror: true,
         tile_batch: 3,
+        step: 0.5,
     };
     let whole = predict_tiles(&net, &padded, &sw, 0..n, opts, 4, &d).finish();
     let mut merged = predict_tiles(&net, &padded, &sw, 0..2, opts, 4, &d);
@@ -111,6 +112,7 @@ fn tile_ranges_merge_to_whole_volume_inference() {
         PredictOptions {
             mirror: true,
             tile_batch: 1,
+            step: 0.5,
         },
         4,
         &d,

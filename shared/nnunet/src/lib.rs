@@ -1,6 +1,7 @@
 //! nnU-Net v2 behaviour that needs no network: sliding-window tiling and accumulation (so one
 //! volume can be split across workers), and the ensembling of member probabilities.
 
+pub mod dataset;
 pub mod ensemble;
 pub mod plans;
 pub mod plans_file;

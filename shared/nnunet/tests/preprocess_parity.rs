@@ -165,3 +165,42 @@ fn nnunet_plans_read_and_round_trip() {
     let back = Plans::from_json(&theirs.to_json()).unwrap();
     assert_eq!(back, theirs);
 }
+
+/// A network that outputs the one-hot preprocessed labels, mapped back onto the original grid,
+/// must reproduce the original labels up to resampling.
+#[test]
+fn inverse_transform_restores_the_original_labels() {
+    use statapp_nnunet::preprocess::probabilities_to_original;
+    for (i, c) in cases().iter().enumerate().take(2) {
+        let plans = json("nnUNetPlans.json");
+        let target: [f64; 3] =
+            serde_json::from_value(plans["configurations"]["3d_fullres"]["spacing"].clone())
+                .unwrap();
+        let props: IntensityProperties = serde_json::from_value(
+            plans["foreground_intensity_properties_per_channel"]["0"].clone(),
+        )
+        .unwrap();
+        let pre = preprocess(&c.image, Some(&c.labels), c.spacing, target, &props);
+        let seg = pre.seg.unwrap();
+        let onehot: Vec<Array3<f32>> = (0..4)
+            .map(|k| seg.mapv(|v| if v == k { 1.0 } else { 0.0 }))
+            .collect();
+        let back = probabilities_to_original(&onehot, &pre.properties, target);
+        assert_eq!(back[0].dim(), c.labels.dim());
+        let labels = Array3::from_shape_fn(c.labels.dim(), |idx| {
+            (0..4)
+                .max_by(|a, b| back[*a][idx].total_cmp(&back[*b][idx]).then(b.cmp(a)))
+                .unwrap() as u8
+        });
+        for k in 1..=3u8 {
+            let (mut inter, mut total) = (0usize, 0usize);
+            for (a, b) in labels.iter().zip(c.labels.iter()) {
+                inter += usize::from(*a == k && *b == k);
+                total += usize::from(*a == k) + usize::from(*b == k);
+            }
+            let dice = 2.0 * inter as f64 / total as f64;
+            eprintln!("case {i} label {k}: Dice {dice:.4}");
+            assert!(dice > 0.93, "case {i} label {k}: Dice {dice}");
+        }
+    }
+}
