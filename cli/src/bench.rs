@@ -24,6 +24,35 @@ pub enum Command {
     },
     /// Read a NIfTI file, then write it back (same type and compression) to OUT.
     Nifti { file: PathBuf, out: PathBuf },
+    /// Preprocess one case with the 3d_fullres configuration of a plan (read, crop, normalise,
+    /// resample), as tools/bench_nnunet.py does with nnunetv2.
+    Preprocess {
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long)]
+        labels: PathBuf,
+        #[arg(long)]
+        plans: PathBuf,
+    },
+    /// Forward passes of a plan configuration's network on random patches (CPU): voxels/s.
+    Infer {
+        #[arg(long)]
+        plans: PathBuf,
+        #[arg(long, default_value = "3d_fullres")]
+        configuration: String,
+        #[arg(long, default_value_t = 2)]
+        tiles: usize,
+    },
+    /// Write `members` prediction directories of one phantom (model-like probabilities with
+    /// different noise), for measuring `statapp ensemble`.
+    EnsembleData {
+        #[arg(long, default_value = "large")]
+        size: Size,
+        #[arg(long, default_value_t = 9)]
+        members: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write one phantom case plus model-like probability maps (prob_panc/kidn/livr.nii.gz, f32)
     /// for benchmarking `statapp metrics case` against tools/metrics_reference.py.
     MetricsData {
@@ -99,6 +128,101 @@ pub fn run(cmd: Command) -> Result<()> {
             let t = Instant::now();
             write_nifti_image(&out, &img)?;
             report("write", t.elapsed().as_secs_f64());
+        }
+        Command::Preprocess {
+            image,
+            labels,
+            plans,
+        } => {
+            let t = Instant::now();
+            let img = read_nifti(&image, &ReadOptions::default())?.into_f32();
+            let lab = read_nifti(&labels, &ReadOptions::default())?.to_labels(3)?;
+            let text = std::fs::read_to_string(&plans)?;
+            let plans =
+                statapp_nnunet::plans_file::Plans::from_json(&serde_json::from_str(&text)?)?;
+            let cfg = plans.configuration("3d_fullres")?;
+            report("read", t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let pre = statapp_nnunet::preprocess::preprocess(
+                img.data(),
+                Some(lab.data()),
+                img.geometry().spacing_zyx(),
+                cfg.spacing,
+                &plans.intensity,
+            );
+            report(
+                &format!("preprocess -> {:?}", pre.data.dim()),
+                t.elapsed().as_secs_f64(),
+            );
+        }
+        Command::Infer {
+            plans,
+            configuration,
+            tiles,
+        } => {
+            use burn::tensor::{Device, Tensor, TensorData};
+            let text = std::fs::read_to_string(&plans)?;
+            let plans =
+                statapp_nnunet::plans_file::Plans::from_json(&serde_json::from_str(&text)?)?;
+            let cfg = plans.configuration(&configuration)?;
+            let device = Device::flex();
+            let net = statapp_model::PlainConvUNet::new(
+                &statapp_model::UNetConfig::from_configuration(cfg, 4),
+                1,
+                &device,
+            );
+            let p = cfg.patch_size;
+            let n = p.iter().product::<usize>();
+            let values: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            let x =
+                Tensor::<5>::from_data(TensorData::new(values, [1, 1, p[0], p[1], p[2]]), &device);
+            let _ = net.predict(x.clone()).into_data(); // warm-up
+            let t = Instant::now();
+            for _ in 0..tiles {
+                let _ = net.predict(x.clone()).into_data();
+            }
+            let dt = t.elapsed().as_secs_f64();
+            report(
+                &format!("{configuration} patch {p:?} per tile"),
+                dt / tiles as f64,
+            );
+            println!(
+                "{:<28} {:>8.0} voxels/s",
+                "throughput",
+                (tiles * n) as f64 / dt
+            );
+        }
+        Command::EnsembleData { size, members, out } => {
+            let phantom = statapp_synth::generate(1, 0, size);
+            let g = phantom.ct.geometry().clone();
+            let dims = phantom.ct.data().dim();
+            for m in 0..members {
+                let probs = fake_probabilities(&phantom.annotations, 100 + m as u64);
+                let dir = out.join(format!("member_{m}"));
+                let vols: Vec<Volume<f32>> = probs
+                    .into_iter()
+                    .map(|p| {
+                        Volume::new(
+                            Array3::from_shape_vec(dims, p).unwrap_or_default(),
+                            g.clone(),
+                        )
+                    })
+                    .collect::<Result<_, _>>()?;
+                let labels = statapp_nnunet::ensemble::argmax_labels([
+                    vols[0].data(),
+                    vols[1].data(),
+                    vols[2].data(),
+                ]);
+                let probs = [vols[0].clone(), vols[1].clone(), vols[2].clone()];
+                statapp_nnunet::ensemble::write_prediction(
+                    &dir,
+                    &probs,
+                    &Volume::new(labels, g.clone())?,
+                )?;
+                println!("{}", dir.display());
+            }
         }
         Command::MetricsData { size, seed, out } => {
             let phantom = statapp_synth::generate(seed, 0, size);
