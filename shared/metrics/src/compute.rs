@@ -51,6 +51,13 @@ fn chunked<T: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> T + Sync) ->
         .collect()
 }
 
+/// Mean over annotators of one field (NaN if any is NaN).
+fn mean_over<T>(per: &BTreeMap<String, T>, f: fn(&T) -> Real) -> Real {
+    Real(mean_strict(
+        &per.values().map(|p| f(p).0).collect::<Vec<_>>(),
+    ))
+}
+
 /// Runs `f`, logging its wall time at debug level (`RUST_LOG=statapp_metrics=debug`).
 pub(crate) fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     let t = std::time::Instant::now();
@@ -537,11 +544,7 @@ fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -
             per.insert(a.to_string(), nan);
         }
     }
-    let mean = |f: fn(&HausdorffPair) -> Real| {
-        Real(mean_strict(
-            &per.values().map(|p| f(p).0).collect::<Vec<_>>(),
-        ))
-    };
+    let mean = |f: fn(&HausdorffPair) -> Real| mean_over(&per, f);
     Hausdorff {
         mean_hd_mm: mean(|p| p.hd_mm),
         mean_hd_vox: mean(|p| p.hd_vox),
@@ -775,11 +778,7 @@ fn by_decision_confidence(case: &CaseArrays, labels: &[u8], k: u8) -> RiskCovera
             },
         );
     }
-    let mean = |f: fn(&RiskCoveragePair) -> Real| {
-        Real(mean_strict(
-            &per.values().map(|p| f(p).0).collect::<Vec<_>>(),
-        ))
-    };
+    let mean = |f: fn(&RiskCoveragePair) -> Real| mean_over(&per, f);
     RiskCoverage {
         mean_aurc: mean(|p| p.aurc),
         mean_eaurc: mean(|p| p.eaurc),

@@ -164,12 +164,22 @@ pub fn resample_image(
     if shape == new_shape {
         return data.clone();
     }
-    let d = data.mapv(f64::from);
-    let out = match separate {
+    resize_volume(&data.mapv(f64::from), new_shape, order, separate).mapv(|v| v as f32)
+}
+
+/// nnU-Net's `resample_data_or_seg` for one channel in f64: per slice in-plane, then nearest
+/// neighbour along the separate axis; or all three axes at once.
+fn resize_volume(
+    d: &Array3<f64>,
+    new_shape: [usize; 3],
+    order: usize,
+    separate: Option<usize>,
+) -> Array3<f64> {
+    match separate {
         Some(axis) => {
             let inplane: Vec<usize> = (0..3).filter(|a| *a != axis).collect();
             let mut mid_shape = new_shape;
-            mid_shape[axis] = shape[axis];
+            mid_shape[axis] = d.shape()[axis];
             let mut mid = Array3::zeros((mid_shape[0], mid_shape[1], mid_shape[2]));
             for (s, mut dst) in d.axis_iter(Axis(axis)).zip(mid.axis_iter_mut(Axis(axis))) {
                 let slice3 = s.to_owned().insert_axis(Axis(axis));
@@ -178,9 +188,8 @@ pub fn resample_image(
             }
             resize_axis(&mid, axis, new_shape[axis], 0)
         }
-        None => resize(&d, new_shape, order, &[0, 1, 2]),
-    };
-    out.mapv(|v| v as f32)
+        None => resize(d, new_shape, order, &[0, 1, 2]),
+    }
 }
 
 fn slice_shape(new_shape: [usize; 3], axis: usize) -> [usize; 3] {
@@ -254,32 +263,7 @@ fn resample_indicator(
     order: usize,
     separate: Option<usize>,
 ) -> Array3<f64> {
-    let d = indicator.mapv(f64::from);
-    match separate {
-        Some(axis) => {
-            let inplane: Vec<usize> = (0..3).filter(|a| *a != axis).collect();
-            let mut mid_shape = new_shape;
-            mid_shape[axis] = d.dim_axis(axis);
-            let mut mid = Array3::zeros((mid_shape[0], mid_shape[1], mid_shape[2]));
-            for (s, mut dst) in d.axis_iter(Axis(axis)).zip(mid.axis_iter_mut(Axis(axis))) {
-                let slice3 = s.to_owned().insert_axis(Axis(axis));
-                let r = resize(&slice3, slice_shape(new_shape, axis), order, &inplane);
-                dst.assign(&r.index_axis(Axis(axis), 0));
-            }
-            resize_axis(&mid, axis, new_shape[axis], 0)
-        }
-        None => resize(&d, new_shape, order, &[0, 1, 2]),
-    }
-}
-
-trait DimAxis {
-    fn dim_axis(&self, axis: usize) -> usize;
-}
-
-impl DimAxis for Array3<f64> {
-    fn dim_axis(&self, axis: usize) -> usize {
-        self.shape()[axis]
-    }
+    resize_volume(&indicator.mapv(f64::from), new_shape, order, separate)
 }
 
 #[cfg(test)]
