@@ -15,7 +15,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let bar = crate::progress::spinner(&format!("ensembling {} members", args.members.len()));
     let (probs, labels) = ensemble(&args.members).context("ensembling")?;
+    bar.finish_and_clear();
     write_prediction(&args.out, &probs, &labels)?;
     println!(
         "ensemble of {} member(s) -> {}",

@@ -5,6 +5,7 @@
 //! nearest neighbour along the coarse axis.
 
 use ndarray::{Array3, ArrayView1, ArrayViewMut1, Axis};
+use rayon::prelude::*;
 
 /// The cubic B-spline pole.
 const POLE: f64 = -0.267_949_192_431_122_7; // sqrt(3) - 2
@@ -38,57 +39,82 @@ fn prefilter(c: &mut [f64]) {
     }
 }
 
-/// One line resized from `input.len()` to `out.len()` samples with pixel-centre alignment.
-fn resize_line(
-    input: ArrayView1<f64>,
-    mut out: ArrayViewMut1<f64>,
-    order: usize,
-    scratch: &mut Vec<f64>,
-) {
-    let n = input.len();
-    let m = out.len();
+/// Taps of one output sample: up to 4 input (or padded coefficient) indices and weights.
+#[derive(Clone, Copy)]
+struct Taps {
+    index: [usize; 4],
+    weight: [f64; 4],
+}
+
+const PAD: usize = 12;
+
+/// The interpolation taps for resizing `n` samples to `m` with pixel-centre alignment (the same
+/// for every line along an axis, so computed once).
+fn taps(n: usize, m: usize, order: usize) -> Vec<Taps> {
     let scale = n as f64 / m as f64;
-    match order {
-        0 => {
-            for (o, v) in out.iter_mut().enumerate() {
+    let clamp = |i: isize, len: usize| i.clamp(0, len as isize - 1) as usize;
+    (0..m)
+        .map(|o| match order {
+            0 => {
                 let x = (o as f64 + 0.5) * scale - 0.5;
-                let i = ((x + 0.5).floor() as isize).clamp(0, n as isize - 1) as usize;
-                *v = input[i];
+                let i = clamp((x + 0.5).floor() as isize, n);
+                Taps {
+                    index: [i; 4],
+                    weight: [1.0, 0.0, 0.0, 0.0],
+                }
             }
-        }
-        1 => {
-            for (o, v) in out.iter_mut().enumerate() {
+            1 => {
                 let x = (o as f64 + 0.5) * scale - 0.5;
                 let f = x.floor();
                 let t = x - f;
-                let i0 = (f as isize).clamp(0, n as isize - 1) as usize;
-                let i1 = (f as isize + 1).clamp(0, n as isize - 1) as usize;
-                *v = input[i0] * (1.0 - t) + input[i1] * t;
+                let (i0, i1) = (clamp(f as isize, n), clamp(f as isize + 1, n));
+                Taps {
+                    index: [i0, i1, i1, i1],
+                    weight: [1.0 - t, t, 0.0, 0.0],
+                }
             }
-        }
-        _ => {
-            const PAD: usize = 12;
-            scratch.clear();
-            let (first, last) = (input[0], input[n - 1]);
-            scratch.extend(std::iter::repeat_n(first, PAD));
-            scratch.extend(input.iter().copied());
-            scratch.extend(std::iter::repeat_n(last, PAD));
-            prefilter(scratch);
-            let len = scratch.len() as isize;
-            for (o, v) in out.iter_mut().enumerate() {
+            _ => {
                 let x = (o as f64 + 0.5) * scale - 0.5 + PAD as f64;
                 let f = x.floor();
                 let t = x - f;
-                let w = [
-                    (1.0 - t).powi(3) / 6.0,
-                    (3.0 * t * t * t - 6.0 * t * t + 4.0) / 6.0,
-                    (-3.0 * t * t * t + 3.0 * t * t + 3.0 * t + 1.0) / 6.0,
-                    t * t * t / 6.0,
-                ];
                 let start = f as isize - 1;
-                *v = (0..4)
-                    .map(|k| w[k] * scratch[(start + k as isize).clamp(0, len - 1) as usize])
-                    .sum();
+                let len = n + 2 * PAD;
+                Taps {
+                    index: std::array::from_fn(|k| clamp(start + k as isize, len)),
+                    weight: [
+                        (1.0 - t).powi(3) / 6.0,
+                        (3.0 * t * t * t - 6.0 * t * t + 4.0) / 6.0,
+                        (-3.0 * t * t * t + 3.0 * t * t + 3.0 * t + 1.0) / 6.0,
+                        t * t * t / 6.0,
+                    ],
+                }
+            }
+        })
+        .collect()
+}
+
+/// One line resized with precomputed taps.
+fn resize_line(input: ArrayView1<f64>, mut out: ArrayViewMut1<f64>, order: usize, taps: &[Taps]) {
+    match order {
+        0 => {
+            for (v, t) in out.iter_mut().zip(taps) {
+                *v = input[t.index[0]];
+            }
+        }
+        1 => {
+            for (v, t) in out.iter_mut().zip(taps) {
+                *v = input[t.index[0]] * t.weight[0] + input[t.index[1]] * t.weight[1];
+            }
+        }
+        _ => {
+            let n = input.len();
+            let mut c = Vec::with_capacity(n + 2 * PAD);
+            c.extend(std::iter::repeat_n(input[0], PAD));
+            c.extend(input.iter().copied());
+            c.extend(std::iter::repeat_n(input[n - 1], PAD));
+            prefilter(&mut c);
+            for (v, t) in out.iter_mut().zip(taps) {
+                *v = (0..4).map(|k| t.weight[k] * c[t.index[k]]).sum();
             }
         }
     }
@@ -102,14 +128,11 @@ fn resize_axis(data: &Array3<f64>, axis: usize, new_len: usize, order: usize) ->
     }
     shape[axis] = new_len;
     let mut out = Array3::zeros((shape[0], shape[1], shape[2]));
-    let mut scratch = Vec::new();
-    for (lane_in, lane_out) in data
-        .lanes(Axis(axis))
-        .into_iter()
-        .zip(out.lanes_mut(Axis(axis)))
-    {
-        resize_line(lane_in, lane_out, order, &mut scratch);
-    }
+    let table = taps(data.shape()[axis], new_len, order);
+    // lines are independent: resize them in parallel
+    ndarray::Zip::from(out.lanes_mut(Axis(axis)))
+        .and(data.lanes(Axis(axis)))
+        .par_for_each(|lane_out, lane_in| resize_line(lane_in, lane_out, order, &table));
     out
 }
 
@@ -121,12 +144,17 @@ fn resize(data: &Array3<f64>, new_shape: [usize; 3], order: usize, axes: &[usize
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
             (a.min(*v), b.max(*v))
         });
-    let mut out = data.clone();
+    // unchanged axes are skipped (no copy): zooming by exactly 1 reproduces the samples
+    let mut out: Option<Array3<f64>> = None;
     for &a in axes {
-        out = resize_axis(&out, a, new_shape[a], order);
+        let src = out.as_ref().unwrap_or(data);
+        if src.shape()[a] != new_shape[a] {
+            out = Some(resize_axis(src, a, new_shape[a], order));
+        }
     }
+    let mut out = out.unwrap_or_else(|| data.clone());
     if order > 0 {
-        out.mapv_inplace(|v| v.clamp(lo, hi));
+        out.par_mapv_inplace(|v| v.clamp(lo, hi));
     }
     out
 }
@@ -164,6 +192,19 @@ pub fn resample_image(
     if shape == new_shape {
         return data.clone();
     }
+    if let Some(axis) = separate {
+        // slice by slice, so that only one slice at a time is held in f64
+        let inplane: Vec<usize> = (0..3).filter(|a| *a != axis).collect();
+        let slices = per_slice(shape[axis], |i| {
+            let slice3 = data
+                .index_axis(Axis(axis), i)
+                .mapv(f64::from)
+                .insert_axis(Axis(axis));
+            resize(&slice3, slice_shape(new_shape, axis), order, &inplane).mapv(|v| v as f32)
+        });
+        let mid = stack_slices(&slices, axis);
+        return resize_axis(&mid.mapv(f64::from), axis, new_shape[axis], 0).mapv(|v| v as f32);
+    }
     resize_volume(&data.mapv(f64::from), new_shape, order, separate).mapv(|v| v as f32)
 }
 
@@ -178,18 +219,30 @@ fn resize_volume(
     match separate {
         Some(axis) => {
             let inplane: Vec<usize> = (0..3).filter(|a| *a != axis).collect();
-            let mut mid_shape = new_shape;
-            mid_shape[axis] = d.shape()[axis];
-            let mut mid = Array3::zeros((mid_shape[0], mid_shape[1], mid_shape[2]));
-            for (s, mut dst) in d.axis_iter(Axis(axis)).zip(mid.axis_iter_mut(Axis(axis))) {
-                let slice3 = s.to_owned().insert_axis(Axis(axis));
-                let r = resize(&slice3, slice_shape(new_shape, axis), order, &inplane);
-                dst.assign(&r.index_axis(Axis(axis), 0));
-            }
+            let slices = per_slice(d.shape()[axis], |i| {
+                let slice3 = d
+                    .index_axis(Axis(axis), i)
+                    .to_owned()
+                    .insert_axis(Axis(axis));
+                resize(&slice3, slice_shape(new_shape, axis), order, &inplane)
+            });
+            let mid = stack_slices(&slices, axis);
             resize_axis(&mid, axis, new_shape[axis], 0)
         }
         None => resize(d, new_shape, order, &[0, 1, 2]),
     }
+}
+
+/// `f` for every slice index, in parallel; results in slice order.
+fn per_slice<T: Send>(n: usize, f: impl Fn(usize) -> Array3<T> + Sync + Send) -> Vec<Array3<T>> {
+    (0..n).into_par_iter().map(f).collect()
+}
+
+/// Concatenates single-slice volumes along `axis`.
+fn stack_slices<T: Clone + Default>(slices: &[Array3<T>], axis: usize) -> Array3<T> {
+    let views: Vec<_> = slices.iter().map(|s| s.view()).collect();
+    // the slices share their in-plane shape by construction; empty input gives an empty volume
+    ndarray::concatenate(Axis(axis), &views).unwrap_or_default()
 }
 
 fn slice_shape(new_shape: [usize; 3], axis: usize) -> [usize; 3] {
@@ -211,6 +264,19 @@ pub fn resample_labels(
     if shape == new_shape {
         return seg.clone();
     }
+    if let Some(axis) = separate {
+        // nnU-Net resizes each slice's label map in-plane (argmax of the interpolated
+        // indicators), then takes the nearest slice along the separate axis
+        let slices = per_slice(shape[axis], |i| {
+            let slice3 = seg
+                .index_axis(Axis(axis), i)
+                .to_owned()
+                .insert_axis(Axis(axis));
+            resample_labels(&slice3, slice_shape(new_shape, axis), order, None)
+        });
+        let mid = stack_slices(&slices, axis).mapv(f64::from);
+        return resize_axis(&mid, axis, new_shape[axis], 0).mapv(|v| v as i16);
+    }
     let mut labels: Vec<i16> = seg.iter().copied().collect();
     labels.sort_unstable();
     labels.dedup();
@@ -224,15 +290,18 @@ pub fn resample_labels(
     let mut tied = Array3::from_elem(dim, false);
     let mut nearest_tied = Array3::from_elem(dim, false);
     for &l in &labels {
-        let indicator = seg.mapv(|v| if v == l { 1.0f32 } else { 0.0 });
-        let score = resample_indicator(&indicator, new_shape, order, separate);
+        let mut indicator = Array3::zeros(seg.dim());
+        ndarray::Zip::from(&mut indicator)
+            .and(seg)
+            .par_for_each(|i, v| *i = if *v == l { 1.0f64 } else { 0.0 });
+        let score = resize_volume(&indicator, new_shape, order, separate);
         ndarray::Zip::from(&mut best)
             .and(&mut winner)
             .and(&mut tied)
             .and(&mut nearest_tied)
             .and(&score)
             .and(&nearest)
-            .for_each(|b, w, t, nt, s, n| {
+            .par_for_each(|b, w, t, nt, s, n| {
                 if *s > *b {
                     *b = *s;
                     *w = l;
@@ -248,22 +317,12 @@ pub fn resample_labels(
         .and(&tied)
         .and(&nearest_tied)
         .and(&nearest)
-        .for_each(|w, t, nt, n| {
+        .par_for_each(|w, t, nt, n| {
             if *t && *nt {
                 *w = *n;
             }
         });
     winner
-}
-
-/// An indicator resampled in f64 (scores are compared exactly, as batchgenerators does).
-fn resample_indicator(
-    indicator: &Array3<f32>,
-    new_shape: [usize; 3],
-    order: usize,
-    separate: Option<usize>,
-) -> Array3<f64> {
-    resize_volume(&indicator.mapv(f64::from), new_shape, order, separate)
 }
 
 #[cfg(test)]
