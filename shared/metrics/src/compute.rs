@@ -3,7 +3,7 @@
 use crate::calibration::{AceBins, EceBins, softmax4};
 use crate::crps;
 use crate::edt::squared_edt;
-use crate::hausdorff::{Boxed, edges, percentile};
+use crate::hausdorff::{Boxed, HausdorffResult, Surface, directed_sq, edges};
 use crate::ranking::{
     self, Group, Item, TieAware, ValuesLoop, groups, item, payload_of, radix_sort,
 };
@@ -513,17 +513,11 @@ fn organ_metrics(
 /// §5: per annotator, `L == k` against `A_a == k`, all transforms on the organ's joint box.
 fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -> Hausdorff {
     let ann = &case.annotations;
-    let nan = HausdorffPair {
-        hd_mm: Real::NAN,
-        hd_vox: Real::NAN,
-        hd95_mm: Real::NAN,
-        hd_surface_mm: Real::NAN,
-    };
-    let inf = HausdorffPair {
-        hd_mm: Real(f64::INFINITY),
-        hd_vox: Real(f64::INFINITY),
-        hd95_mm: Real(f64::INFINITY),
-        hd_surface_mm: Real(f64::INFINITY),
+    let pair = |r: HausdorffResult| HausdorffPair {
+        hd_mm: Real(r.hd),
+        hd_vox: Real(r.hd_vox),
+        hd95_mm: Real(r.hd95),
+        hd_surface_mm: Real(r.hd_surface),
     };
     let any_ann = |i: usize| ann.iter().any(|a| a[i] == k);
     let mut per = BTreeMap::new();
@@ -532,16 +526,16 @@ fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -
         let pred = Surface::new(bx.a.clone(), bx.dims, spacing);
         for a in 0..3 {
             let m = bx.extract(case.dims, |i| ann[a][i] == k);
-            let pair = match (pred.any, m.iter().any(|v| *v)) {
-                (false, false) => nan,
-                (true, false) | (false, true) => inf,
+            let r = match (pred.any(), m.iter().any(|v| *v)) {
+                (false, false) => HausdorffResult::NAN,
                 (true, true) => pred.distances(&Surface::new(m, bx.dims, spacing)),
+                _ => HausdorffResult::INF,
             };
-            per.insert((a + 1).to_string(), pair);
+            per.insert((a + 1).to_string(), pair(r));
         }
     } else {
         for a in 1..=3 {
-            per.insert(a.to_string(), nan);
+            per.insert(a.to_string(), pair(HausdorffResult::NAN));
         }
     }
     let mean = |f: fn(&HausdorffPair) -> Real| mean_over(&per, f);
@@ -551,65 +545,6 @@ fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -
         mean_hd95_mm: mean(|p| p.hd95_mm),
         mean_hd_surface_mm: mean(|p| p.hd_surface_mm),
         per_annotator: per,
-    }
-}
-
-/// A mask with the distance transforms of its edge voxels, in mm and in voxel units.
-///
-/// For a voxel outside a mask, the nearest mask voxel is always an edge voxel (a step from an
-/// interior voxel towards the query would be closer and still inside), so the edge transforms give
-/// the full-set Hausdorff distances too, and the full-mask transforms are never needed.
-struct Surface {
-    mask: Vec<bool>,
-    edge: Vec<bool>,
-    to_edge_mm: Vec<f64>,
-    to_edge_vox: Vec<f64>,
-    any: bool,
-}
-
-impl Surface {
-    fn new(mask: Vec<bool>, dims: [usize; 3], spacing: [f64; 3]) -> Self {
-        let edge = edges(&mask, dims);
-        Self {
-            any: mask.iter().any(|v| *v),
-            to_edge_mm: squared_edt(&edge, dims, spacing),
-            to_edge_vox: squared_edt(&edge, dims, [1.0; 3]),
-            mask,
-            edge,
-        }
-    }
-
-    /// Largest squared distance from this mask's voxels outside `other` to `other`.
-    fn directed(&self, other_mask: &[bool], other_to_edge: &[f64]) -> f64 {
-        (0..self.mask.len())
-            .filter(|i| self.mask[*i] && !other_mask[*i])
-            .map(|i| other_to_edge[i])
-            .fold(0.0f64, f64::max)
-    }
-
-    fn distances(&self, other: &Surface) -> HausdorffPair {
-        let full = |mine: &[f64], theirs: &[f64]| {
-            self.directed(&other.mask, theirs)
-                .max(other.directed(&self.mask, mine))
-                .sqrt()
-        };
-        let at_edges = |s: &Surface, d: &[f64]| -> Vec<f64> {
-            (0..s.edge.len())
-                .filter(|i| s.edge[*i])
-                .map(|i| d[i].sqrt())
-                .collect()
-        };
-        let mut ab = at_edges(self, &other.to_edge_mm);
-        let mut ba = at_edges(other, &self.to_edge_mm);
-        let max = |v: &[f64]| v.iter().copied().fold(0.0f64, f64::max);
-        let surface = max(&ab).max(max(&ba));
-        let hd95 = percentile(&mut ab, 95.0).max(percentile(&mut ba, 95.0));
-        HausdorffPair {
-            hd_mm: Real(full(&self.to_edge_mm, &other.to_edge_mm)),
-            hd_vox: Real(full(&self.to_edge_vox, &other.to_edge_vox)),
-            hd95_mm: Real(hd95),
-            hd_surface_mm: Real(surface),
-        }
     }
 }
 
@@ -633,16 +568,10 @@ fn compat_hausdorff(case: &CaseArrays, labels: &[u8]) -> [f64; 3] {
         if !m_edge.iter().any(|v| *v) {
             return f64::NAN;
         }
+        // only voxel units are needed here, so the mm transforms of `Surface` are skipped
         let to_m = squared_edt(&m_edge, bx.dims, unit);
-        // nearest voxels of a mask are edge voxels (see `Surface`)
-        let directed = |from: &[bool], other: &[bool], d: &[f64]| {
-            (0..from.len())
-                .filter(|i| from[*i] && !other[*i])
-                .map(|i| d[i])
-                .fold(0.0f64, f64::max)
-        };
-        directed(&bx.a, &m, &to_m)
-            .max(directed(&m, &bx.a, &to_pred))
+        directed_sq(&bx.a, &m, &to_m)
+            .max(directed_sq(&m, &bx.a, &to_pred))
             .sqrt()
     })
 }

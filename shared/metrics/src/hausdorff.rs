@@ -5,8 +5,11 @@ use crate::edt::squared_edt;
 /// Distances between two masks on one grid.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HausdorffResult {
-    /// Symmetric HD of the full voxel sets (as scipy `directed_hausdorff`, symmetrised).
+    /// Symmetric HD of the full voxel sets (as scipy `directed_hausdorff`, symmetrised), in the
+    /// spacing's units.
     pub hd: f64,
+    /// The same in voxel units.
+    pub hd_vox: f64,
     /// MONAI HD95: 95th percentile per direction of edge-to-edge distances, max of the two.
     pub hd95: f64,
     /// Max of the same edge distances (surface HD).
@@ -14,13 +17,17 @@ pub struct HausdorffResult {
 }
 
 impl HausdorffResult {
-    const NAN: Self = Self {
+    /// Both masks empty.
+    pub const NAN: Self = Self {
         hd: f64::NAN,
+        hd_vox: f64::NAN,
         hd95: f64::NAN,
         hd_surface: f64::NAN,
     };
-    const INF: Self = Self {
+    /// Exactly one mask empty.
+    pub const INF: Self = Self {
         hd: f64::INFINITY,
+        hd_vox: f64::INFINITY,
         hd95: f64::INFINITY,
         hd_surface: f64::INFINITY,
     };
@@ -98,24 +105,64 @@ impl Boxed {
     }
 }
 
-/// Full-set HD between the two masks of a box; NaN if both are empty, inf if one is.
-pub fn full_set_hd(bx: &Boxed, spacing: [f64; 3]) -> f64 {
-    let (ea, eb) = (bx.a.iter().any(|v| *v), bx.b.iter().any(|v| *v));
-    match (ea, eb) {
-        (false, false) => return f64::NAN,
-        (true, false) | (false, true) => return f64::INFINITY,
-        _ => {}
+/// Largest squared distance from the voxels of `from` outside `other` to `other`, given the
+/// transform of `other`'s edge voxels. For a voxel outside a mask the nearest mask voxel is always
+/// an edge voxel (a step from an interior voxel towards the query would be closer and still
+/// inside), so edge transforms give full-set distances and full-mask transforms are never needed.
+pub fn directed_sq(from: &[bool], other: &[bool], other_to_edge: &[f64]) -> f64 {
+    (0..from.len())
+        .filter(|i| from[*i] && !other[*i])
+        .map(|i| other_to_edge[i])
+        .fold(0.0f64, f64::max)
+}
+
+/// A mask with the distance transforms of its edge voxels, in the spacing's units and in voxels.
+#[derive(Debug)]
+pub struct Surface {
+    mask: Vec<bool>,
+    edge: Vec<bool>,
+    to_edge: Vec<f64>,
+    to_edge_vox: Vec<f64>,
+}
+
+impl Surface {
+    pub fn new(mask: Vec<bool>, dims: [usize; 3], spacing: [f64; 3]) -> Self {
+        let edge = edges(&mask, dims);
+        Self {
+            to_edge: squared_edt(&edge, dims, spacing),
+            to_edge_vox: squared_edt(&edge, dims, [1.0; 3]),
+            mask,
+            edge,
+        }
     }
-    let to_b = squared_edt(&bx.b, bx.dims, spacing);
-    let to_a = squared_edt(&bx.a, bx.dims, spacing);
-    let max_over = |mask: &[bool], d: &[f64]| {
-        mask.iter()
-            .zip(d)
-            .filter(|(m, _)| **m)
-            .map(|(_, v)| *v)
-            .fold(0.0f64, f64::max)
-    };
-    max_over(&bx.a, &to_b).max(max_over(&bx.b, &to_a)).sqrt()
+
+    pub fn any(&self) -> bool {
+        self.mask.iter().any(|v| *v)
+    }
+
+    /// All distances to another non-empty mask of the same box.
+    pub fn distances(&self, other: &Surface) -> HausdorffResult {
+        let full = |mine: &[f64], theirs: &[f64]| {
+            directed_sq(&self.mask, &other.mask, theirs)
+                .max(directed_sq(&other.mask, &self.mask, mine))
+                .sqrt()
+        };
+        let at_edges = |s: &Surface, d: &[f64]| -> Vec<f64> {
+            (0..s.edge.len())
+                .filter(|i| s.edge[*i])
+                .map(|i| d[i].sqrt())
+                .collect()
+        };
+        let mut ab = at_edges(self, &other.to_edge);
+        let mut ba = at_edges(other, &self.to_edge);
+        let max = |v: &[f64]| v.iter().copied().fold(0.0f64, f64::max);
+        HausdorffResult {
+            hd: full(&self.to_edge, &other.to_edge),
+            hd_vox: full(&self.to_edge_vox, &other.to_edge_vox),
+            hd_surface: max(&ab).max(max(&ba)),
+            hd95: percentile(&mut ab, 95.0).max(percentile(&mut ba, 95.0)),
+        }
+    }
 }
 
 /// Edge voxels: in the mask with at least one 6-neighbour outside it (the box border counts as
@@ -174,33 +221,14 @@ pub fn percentile(values: &mut [f64], q: f64) -> f64 {
     }
 }
 
-/// All three distances between the masks of a box.
+/// All distances between the two masks of a box; NaN if both are empty, inf if one is.
 pub fn hausdorff(bx: &Boxed, spacing: [f64; 3]) -> HausdorffResult {
-    let (ea, eb) = (bx.a.iter().any(|v| *v), bx.b.iter().any(|v| *v));
-    match (ea, eb) {
-        (false, false) => return HausdorffResult::NAN,
-        (true, false) | (false, true) => return HausdorffResult::INF,
-        _ => {}
-    }
-    let hd = full_set_hd(bx, spacing);
-    let (edge_a, edge_b) = (edges(&bx.a, bx.dims), edges(&bx.b, bx.dims));
-    let to_b = squared_edt(&edge_b, bx.dims, spacing);
-    let to_a = squared_edt(&edge_a, bx.dims, spacing);
-    let dists = |edge: &[bool], d: &[f64]| -> Vec<f64> {
-        edge.iter()
-            .zip(d)
-            .filter(|(e, _)| **e)
-            .map(|(_, v)| v.sqrt())
-            .collect()
-    };
-    let (mut ab, mut ba) = (dists(&edge_a, &to_b), dists(&edge_b, &to_a));
-    let max = |v: &[f64]| v.iter().copied().fold(0.0f64, f64::max);
-    let hd_surface = max(&ab).max(max(&ba));
-    let hd95 = percentile(&mut ab, 95.0).max(percentile(&mut ba, 95.0));
-    HausdorffResult {
-        hd,
-        hd95,
-        hd_surface,
+    let a = Surface::new(bx.a.clone(), bx.dims, spacing);
+    let b = Surface::new(bx.b.clone(), bx.dims, spacing);
+    match (a.any(), b.any()) {
+        (false, false) => HausdorffResult::NAN,
+        (true, true) => a.distances(&b),
+        _ => HausdorffResult::INF,
     }
 }
 

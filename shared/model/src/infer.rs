@@ -4,9 +4,9 @@
 use crate::predict::{PredictOptions, predict_logits};
 use crate::unet::PlainConvUNet;
 use burn::tensor::Device;
-use ndarray::{Array3, Array4, s};
+use ndarray::{Array3, Array4};
 use statapp_nnunet::plans_file::{Configuration, Plans};
-use statapp_nnunet::preprocess::preprocess;
+use statapp_nnunet::preprocess::{preprocess, uncrop};
 use statapp_nnunet::resample::{resample_image, separate_axis};
 
 /// Per-class probabilities on the original grid (`classes` maps) and the labels.
@@ -41,19 +41,12 @@ pub fn predict_case(
     let stacked =
         ndarray::stack(ndarray::Axis(0), &views).unwrap_or_else(|_| Array4::zeros((0, 0, 0, 0)));
     let probs = crate::predict::softmax(&stacked);
-    let full = props.shape_before_cropping;
-    let b = props.bbox_used_for_cropping;
     let probabilities: Vec<Array3<f32>> = probs
         .outer_iter()
         .enumerate()
-        .map(|(c, p)| {
-            let mut out =
-                Array3::from_elem((full[0], full[1], full[2]), if c == 0 { 1.0 } else { 0.0 });
-            out.slice_mut(s![b[0][0]..b[0][1], b[1][0]..b[1][1], b[2][0]..b[2][1]])
-                .assign(&p);
-            out
-        })
+        .map(|(c, p)| uncrop(&p.to_owned(), props, if c == 0 { 1.0 } else { 0.0 }))
         .collect();
+    let full = props.shape_before_cropping;
     let mut labels = Array3::zeros((full[0], full[1], full[2]));
     ndarray::Zip::indexed(&mut labels).for_each(|(z, y, x), l| {
         let mut best = 0;

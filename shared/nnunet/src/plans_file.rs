@@ -1,7 +1,7 @@
 //! `nnUNetPlans.json` in nnU-Net v2's own layout (the fields that apply), so a plan written by
 //! either tool reads in the other; plus a small `3d_cpu` configuration for Lambda and tests.
 
-use crate::plans::{FullresPlan, Topology, features_per_stage, pool_and_conv_props};
+use crate::plans::{FullresPlan, Topology, pool_and_conv_props};
 use crate::preprocess::IntensityProperties;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -215,9 +215,4 @@ impl Plans {
             )?,
         })
     }
-}
-
-/// Unused by nnU-Net but handy: the features of the default planner for a topology.
-pub fn default_features(topology: &Topology) -> Vec<usize> {
-    features_per_stage(topology.strides.len())
 }

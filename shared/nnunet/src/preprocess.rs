@@ -257,20 +257,24 @@ pub fn probabilities_to_original(
 ) -> Vec<Array3<f32>> {
     let cropped = props.shape_after_cropping_and_before_resampling;
     let separate = separate_axis(props.spacing, target_spacing);
-    let b = props.bbox_used_for_cropping;
-    let full = props.shape_before_cropping;
     probs
         .iter()
         .enumerate()
         .map(|(c, p)| {
-            let r = resample_image(p, cropped, 1, separate);
             let fill = if c == 0 { 1.0 } else { 0.0 };
-            let mut out = Array3::from_elem((full[0], full[1], full[2]), fill);
-            out.slice_mut(s![b[0][0]..b[0][1], b[1][0]..b[1][1], b[2][0]..b[2][1]])
-                .assign(&r);
-            out
+            uncrop(&resample_image(p, cropped, 1, separate), props, fill)
         })
         .collect()
+}
+
+/// Pastes a map of the crop box back into the original grid, `fill` outside the box.
+pub fn uncrop(cropped: &Array3<f32>, props: &CaseProperties, fill: f32) -> Array3<f32> {
+    let b = props.bbox_used_for_cropping;
+    let full = props.shape_before_cropping;
+    let mut out = Array3::from_elem((full[0], full[1], full[2]), fill);
+    out.slice_mut(s![b[0][0]..b[0][1], b[1][0]..b[1][1], b[2][0]..b[2][1]])
+        .assign(cropped);
+    out
 }
 
 #[cfg(test)]

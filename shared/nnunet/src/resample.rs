@@ -205,32 +205,7 @@ pub fn resample_image(
         let mid = stack_slices(&slices, axis);
         return resize_axis(&mid.mapv(f64::from), axis, new_shape[axis], 0).mapv(|v| v as f32);
     }
-    resize_volume(&data.mapv(f64::from), new_shape, order, separate).mapv(|v| v as f32)
-}
-
-/// nnU-Net's `resample_data_or_seg` for one channel in f64: per slice in-plane, then nearest
-/// neighbour along the separate axis; or all three axes at once.
-fn resize_volume(
-    d: &Array3<f64>,
-    new_shape: [usize; 3],
-    order: usize,
-    separate: Option<usize>,
-) -> Array3<f64> {
-    match separate {
-        Some(axis) => {
-            let inplane: Vec<usize> = (0..3).filter(|a| *a != axis).collect();
-            let slices = per_slice(d.shape()[axis], |i| {
-                let slice3 = d
-                    .index_axis(Axis(axis), i)
-                    .to_owned()
-                    .insert_axis(Axis(axis));
-                resize(&slice3, slice_shape(new_shape, axis), order, &inplane)
-            });
-            let mid = stack_slices(&slices, axis);
-            resize_axis(&mid, axis, new_shape[axis], 0)
-        }
-        None => resize(d, new_shape, order, &[0, 1, 2]),
-    }
+    resize(&data.mapv(f64::from), new_shape, order, &[0, 1, 2]).mapv(|v| v as f32)
 }
 
 /// `f` for every slice index, in parallel; results in slice order.
@@ -294,7 +269,7 @@ pub fn resample_labels(
         ndarray::Zip::from(&mut indicator)
             .and(seg)
             .par_for_each(|i, v| *i = if *v == l { 1.0f64 } else { 0.0 });
-        let score = resize_volume(&indicator, new_shape, order, separate);
+        let score = resize(&indicator, new_shape, order, &[0, 1, 2]);
         ndarray::Zip::from(&mut best)
             .and(&mut winner)
             .and(&mut tied)
