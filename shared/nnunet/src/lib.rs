@@ -5,6 +5,8 @@ pub mod dataset;
 pub mod ensemble;
 pub mod plans;
 pub mod plans_file;
+pub mod prepare;
 pub mod preprocess;
 pub mod resample;
 pub mod sliding;
+pub mod splits;

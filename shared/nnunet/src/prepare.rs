@@ -1,0 +1,160 @@
+//! nnU-Net's `plan_and_preprocess` for one annotator's view of a dataset: fingerprint, plans
+//! (`3d_fullres` and the small `3d_cpu`), and every case preprocessed into
+//! `nnUNetPlans_3d_fullres/{<case>_data, <case>_seg}.nii.gz` with `<case>.json` properties.
+
+use crate::dataset::{CaseFiles, CaseSet, DatasetError, list_cases, read_splits, select};
+use crate::plans::{percentile, plan_from_fingerprint};
+use crate::plans_file::{Configuration, Plans};
+use crate::preprocess::{case_fingerprint, dataset_fingerprint, preprocess};
+use statapp_volume::{Geometry, ReadOptions, Volume, VolumeError, read_nifti, write_nifti};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Folder of the preprocessed cases.
+pub const DATA_FOLDER: &str = "nnUNetPlans_3d_fullres";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error("no labelled cases in {root} for annotator {annotator}")]
+    NoCases { root: PathBuf, annotator: usize },
+    #[error("no foreground voxels in any case of {0}")]
+    NoForeground(PathBuf),
+    #[error("{path}: {detail}")]
+    Io { path: PathBuf, detail: String },
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> PrepareError {
+    PrepareError::Io {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+/// What to prepare.
+#[derive(Debug, Clone)]
+pub struct PrepareRequest {
+    pub annotator: usize,
+    pub cases: CaseSet,
+    /// Largest patch of `3d_cpu`, `[z, y, x]`.
+    pub cpu_patch: [usize; 3],
+    /// `dataset_name` written into the plans.
+    pub dataset_name: String,
+}
+
+/// Stages reported to the progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Fingerprint,
+    Preprocess,
+}
+
+/// Fingerprints, plans and preprocesses the labelled cases; returns the plans written.
+pub fn prepare_dataset(
+    root: &Path,
+    out: &Path,
+    req: &PrepareRequest,
+    progress: &mut dyn FnMut(Stage, usize, usize),
+) -> Result<Plans, PrepareError> {
+    let all = list_cases(root, req.annotator)?;
+    let splits = read_splits(root)?;
+    let cases: Vec<CaseFiles> = select(&all, &splits, &req.cases)?
+        .into_iter()
+        .filter(|c| c.labels.is_some())
+        .collect();
+    if cases.is_empty() {
+        return Err(PrepareError::NoCases {
+            root: root.to_path_buf(),
+            annotator: req.annotator,
+        });
+    }
+    let opts = ReadOptions::default();
+    let load = |c: &CaseFiles| -> Result<(Volume<f32>, Volume<u8>), PrepareError> {
+        let image = read_nifti(&c.image, &opts)?.into_f32();
+        let labels_path = c.labels.as_deref().unwrap_or(&c.image);
+        let labels = read_nifti(labels_path, &opts)?.to_labels(3)?;
+        image.ensure_same_grid(&c.image, &labels, labels_path)?;
+        Ok((image, labels))
+    };
+    let mut fps = Vec::with_capacity(cases.len());
+    for (i, c) in cases.iter().enumerate() {
+        let (image, labels) = load(c)?;
+        fps.push(case_fingerprint(
+            image.data(),
+            labels.data(),
+            image.geometry().spacing_zyx(),
+        ));
+        progress(Stage::Fingerprint, i + 1, cases.len());
+    }
+    let fp = dataset_fingerprint(&fps);
+    let (plan, forward, backward) =
+        plan_from_fingerprint(&fp.spacings, &fp.shapes_after_crop, cases.len(), 4);
+    let intensity = fp
+        .foreground_intensity_properties_per_channel
+        .get("0")
+        .cloned()
+        .ok_or_else(|| PrepareError::NoForeground(root.to_path_buf()))?;
+    let mut configurations = BTreeMap::new();
+    configurations.insert(
+        "3d_fullres".to_string(),
+        Configuration::from_plan("3d_fullres", &plan),
+    );
+    configurations.insert(
+        "3d_cpu".to_string(),
+        Configuration::cpu(&plan, req.cpu_patch),
+    );
+    let median = |values: Vec<f64>| percentile(&values, 50.0);
+    let plans = Plans {
+        dataset_name: req.dataset_name.clone(),
+        transpose_forward: forward,
+        transpose_backward: backward,
+        original_median_spacing_after_transp: forward
+            .map(|k| median(fp.spacings.iter().map(|s| s[k]).collect())),
+        original_median_shape_after_transp: forward
+            .map(|k| median(fp.shapes_after_crop.iter().map(|s| s[k] as f64).collect())),
+        configurations,
+        intensity: intensity.clone(),
+    };
+    let dir = out.join(DATA_FOLDER);
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    let write_text = |path: PathBuf, text: String| -> Result<(), PrepareError> {
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, text + "\n").map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
+    };
+    write_text(out.join("dataset_fingerprint.json"), pretty(&fp))?;
+    write_text(out.join("nnUNetPlans.json"), pretty(&plans.to_json()))?;
+    for (i, c) in cases.iter().enumerate() {
+        let (image, labels) = load(c)?;
+        let pre = preprocess(
+            image.data(),
+            Some(labels.data()),
+            image.geometry().spacing_zyx(),
+            plan.spacing,
+            &intensity,
+        );
+        let (z, y, x) = pre.data.dim();
+        let g = Geometry::axis_aligned([z, y, x], plan.spacing.map(|v| v as f32), [0.0; 3]);
+        write_nifti(
+            dir.join(format!("{}_data.nii.gz", c.id)),
+            &Volume::new(pre.data, g.clone())?,
+        )?;
+        if let Some(seg) = pre.seg {
+            write_nifti(
+                dir.join(format!("{}_seg.nii.gz", c.id)),
+                &Volume::new(seg, g)?,
+            )?;
+        }
+        write_text(dir.join(format!("{}.json", c.id)), pretty(&pre.properties))?;
+        progress(Stage::Preprocess, i + 1, cases.len());
+    }
+    Ok(plans)
+}
+
+/// Pretty JSON of plain data (string keys, finite numbers: cannot fail).
+fn pretty<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
