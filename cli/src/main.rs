@@ -9,6 +9,7 @@ mod prepare;
 mod preview;
 mod progress;
 mod synth;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,8 @@ enum Command {
     Prepare(prepare::Args),
     /// Create a model directory with a seeded, untrained PlainConvUNet from a plan.
     InitModel(model_cmds::InitArgs),
+    /// Train one model (annotator, seed, fold) on the CPU: nnU-Net's trainer with early stopping.
+    Train(train::Args),
     /// Predict a CT with a model: probabilities and segmentation on the image's grid.
     Predict(model_cmds::PredictArgs),
     /// Average member predictions into an ensemble (mean probabilities, argmax labels).
@@ -60,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ensemble(args) => ensemble::run(args),
         Command::Prepare(args) => prepare::run(args),
         Command::InitModel(args) => model_cmds::init(args),
+        Command::Train(args) => train::run(args),
         Command::Predict(args) => model_cmds::predict(args),
         Command::Bench(cmd) => bench::run(cmd),
     }

@@ -76,9 +76,10 @@ pub struct PredictArgs {
     /// Output directory: prob_panc/kidn/livr.nii.gz and segmentation.nii.gz on the image's grid.
     #[arg(long, short)]
     out: PathBuf,
-    /// Weights file inside the model directory.
-    #[arg(long, default_value = "checkpoint_final.bpk")]
-    checkpoint: String,
+    /// Weights file inside the model directory [default: checkpoint_best.bpk when the model has
+    /// one, as the original trainer predicts with its best checkpoint, else checkpoint_final.bpk].
+    #[arg(long)]
+    checkpoint: Option<String>,
     /// Tile step as a fraction of the patch.
     #[arg(long, default_value_t = 0.5)]
     step: f64,
@@ -90,12 +91,26 @@ pub struct PredictArgs {
     tile_batch: usize,
 }
 
+/// The best checkpoint when training kept one, else the final weights.
+pub fn default_checkpoint(info: &ModelInfo) -> String {
+    let best = statapp_model::train::CHECKPOINT_BEST;
+    if info.checkpoints.iter().any(|c| c == best) {
+        best.into()
+    } else {
+        statapp_model::train::CHECKPOINT_FINAL.into()
+    }
+}
+
 pub fn predict(args: PredictArgs) -> Result<()> {
     let info = read_info(&args.model)?;
     let plans = read_plans(&args.model.join("plans.json"))?;
     let config = plans.configuration(&info.configuration)?;
     let device = Device::flex();
-    let net = load_weights(&info.network, &args.model.join(&args.checkpoint), &device)?;
+    let checkpoint = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| default_checkpoint(&info));
+    let net = load_weights(&info.network, &args.model.join(&checkpoint), &device)?;
     let image = read_nifti(&args.image, &ReadOptions::default())?.into_f32();
     let opts = PredictOptions {
         mirror: args.mirror,
@@ -121,7 +136,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         &Volume::new(out.labels, g)?,
     )?;
     println!(
-        "{} on {} -> {}",
+        "{} ({checkpoint}) on {} -> {}",
         info.model_id,
         args.image.display(),
         args.out.display()

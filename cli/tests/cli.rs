@@ -32,6 +32,8 @@ fn every_command_has_help() {
         vec!["metrics", "case"],
         vec!["metrics", "merge"],
         vec!["ensemble"],
+        vec!["train"],
+        vec!["prepare"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");
@@ -347,23 +349,61 @@ fn prepare_predict_ensemble_metrics_chain() {
             .join("prep/nnUNetPlans_3d_fullres/case_001_data.nii.gz")
             .is_file()
     );
-    for seed in ["1", "2"] {
-        ok(&[
-            "init-model",
-            "--plans",
-            &p("prep/nnUNetPlans.json"),
-            "--annotator",
-            "2",
-            "--seed",
-            seed,
-            "--out",
-            &p("models"),
-        ]);
+    // member 1: an untrained seeded network; member 2: one short training run
+    ok(&[
+        "init-model",
+        "--plans",
+        &p("prep/nnUNetPlans.json"),
+        "--annotator",
+        "2",
+        "--seed",
+        "1",
+        "--out",
+        &p("models"),
+    ]);
+    let trained = ok(&[
+        "train",
+        "--data",
+        &p("prep"),
+        "--out",
+        &p("models"),
+        "--annotator",
+        "2",
+        "--seed",
+        "2",
+        "--epochs",
+        "1",
+        "--iterations",
+        "1",
+        "--val-iterations",
+        "1",
+    ]);
+    assert!(
+        text(&trained).contains("anno2_init2_foldall: 1 epoch(s)"),
+        "{}",
+        text(&trained)
+    );
+    for f in [
+        "training_log.json",
+        "training_curve.png",
+        "checkpoint_best.bpk",
+        "dataset.json",
+    ] {
+        assert!(
+            dir.path()
+                .join("models/anno2_init2_foldall")
+                .join(f)
+                .is_file(),
+            "{f}"
+        );
     }
     let image = p("bucket/incoming/case_000/image.nii.gz");
-    for (seed, out) in [("1", "pred/a"), ("2", "pred/b")] {
+    for (seed, out, checkpoint) in [
+        ("1", "pred/a", "checkpoint_final.bpk"),
+        ("2", "pred/b", "checkpoint_best.bpk"),
+    ] {
         let model = p(&format!("models/anno2_init{seed}_foldall"));
-        ok(&[
+        let o = ok(&[
             "predict",
             "--model",
             &model,
@@ -374,6 +414,8 @@ fn prepare_predict_ensemble_metrics_chain() {
             "--tile-batch",
             "2",
         ]);
+        // a trained model predicts with its best checkpoint, as the original trainer does
+        assert!(text(&o).contains(checkpoint), "{}", text(&o));
     }
     ok(&["ensemble", &p("pred/a"), &p("pred/b"), "-o", &p("pred/ens")]);
     let seg = ok(&["inspect", &p("pred/ens/segmentation.nii.gz")]);

@@ -5,6 +5,8 @@
 pub mod checkpoint;
 pub mod infer;
 pub mod predict;
+pub mod rng;
+pub mod train;
 pub mod unet;
 
 pub use unet::{PlainConvUNet, UNetConfig};

@@ -2,6 +2,7 @@
 //! conv-InstanceNorm-LeakyReLU(0.01) blocks, strided convs down, transposed convs up, skip
 //! concatenation, a 1x1x1 segmentation head per decoder stage (deep supervision).
 
+use crate::rng::Rng;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig, ConvTranspose3d, ConvTranspose3dConfig};
 use burn::nn::{Initializer, InstanceNorm, InstanceNormConfig, PaddingConfig3d};
@@ -63,38 +64,14 @@ pub struct PlainConvUNet {
     seg_layers: Vec<Conv3d>,
 }
 
-/// Deterministic normal draws (SplitMix64 + Box-Muller): the same seed gives the same weights on
-/// every backend and machine.
-struct Normal(u64);
-
-impl Normal {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn sample(&mut self) -> f64 {
-        let u1 = self.unit().max(1e-300);
-        let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
 /// He (kaiming normal, a = 0.01, fan_in) weights as the original trainer's
 /// `SeededInitWeights_He`: std = sqrt(2 / (1 + a^2)) / sqrt(fan_in), `fan_in = dims[1] * k^3`
 /// (for transposed convs that is the output channels, as in torch).
-fn he_weights(shape: [usize; 5], rng: &mut Normal, device: &Device) -> Param<Tensor<5>> {
+fn he_weights(shape: [usize; 5], rng: &mut Rng, device: &Device) -> Param<Tensor<5>> {
     let fan_in = (shape[1] * shape[2] * shape[3] * shape[4]) as f64;
     let std = (2.0 / (1.0 + 0.01f64 * 0.01)).sqrt() / fan_in.sqrt();
     let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n).map(|_| (rng.sample() * std) as f32).collect();
+    let values: Vec<f32> = (0..n).map(|_| (rng.normal() * std) as f32).collect();
     Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
 }
 
@@ -107,7 +84,7 @@ fn conv(
     cout: usize,
     kernel: [usize; 3],
     stride: [usize; 3],
-    rng: &mut Normal,
+    rng: &mut Rng,
     device: &Device,
 ) -> Conv3d {
     let mut c = Conv3dConfig::new([cin, cout], kernel)
@@ -130,7 +107,7 @@ fn stage(
     cout: usize,
     kernel: [usize; 3],
     stride: [usize; 3],
-    rng: &mut Normal,
+    rng: &mut Rng,
     device: &Device,
 ) -> Vec<ConvBlock> {
     (0..n)
@@ -151,7 +128,7 @@ fn stage(
 impl PlainConvUNet {
     /// A network with seeded He initialisation (every conv weight, biases zero).
     pub fn new(cfg: &UNetConfig, seed: u64, device: &Device) -> Self {
-        let mut rng = Normal(seed ^ 0x0005_EED0_F4E7);
+        let mut rng = Rng::new(seed ^ 0x0005_EED0_F4E7);
         let n = cfg.n_stages();
         let f = &cfg.features;
         let mut encoder = Vec::with_capacity(n);

@@ -49,18 +49,34 @@ impl Configuration {
         }
     }
 
-    /// A CPU-sized variant: patch at most `max_patch`, 8 base features capped at 64.
-    pub fn cpu(fullres: &FullresPlan, max_patch: [usize; 3]) -> Self {
+    /// A CPU-sized variant, like nnU-Net's `3d_lowres`: every axis finer than the coarsest is
+    /// coarsened by `spacing_factor` (capped at the coarsest; all axes when isotropic), the patch
+    /// is at most `max_patch` and at most the median image at that spacing, 8 base features capped
+    /// at 64. On a CPU this buys more context and more iterations per second for a little
+    /// resolution; predictions are resampled back to the image grid as for any plan.
+    pub fn cpu(fullres: &FullresPlan, max_patch: [usize; 3], spacing_factor: f64) -> Self {
+        let old = fullres.spacing;
+        let coarsest = old.iter().copied().fold(f64::MIN, f64::max);
+        let isotropic = old.iter().all(|s| (s - coarsest).abs() < 1e-9);
+        let spacing: [f64; 3] = std::array::from_fn(|a| {
+            if isotropic {
+                old[a] * spacing_factor
+            } else {
+                (old[a] * spacing_factor).min(coarsest).max(old[a])
+            }
+        });
+        let median: [f64; 3] =
+            std::array::from_fn(|a| fullres.median_image_size_in_voxels[a] * old[a] / spacing[a]);
         let patch: [f64; 3] =
-            std::array::from_fn(|a| fullres.patch_size[a].min(max_patch[a]) as f64);
-        let topo: Topology = pool_and_conv_props(fullres.spacing, patch, 4.0);
+            std::array::from_fn(|a| (max_patch[a] as f64).min(median[a].round().max(8.0)));
+        let topo: Topology = pool_and_conv_props(spacing, patch, 4.0);
         let n = topo.strides.len();
         Self {
             name: "3d_cpu".into(),
-            spacing: fullres.spacing,
+            spacing,
             patch_size: topo.patch_size,
             batch_size: 2,
-            median_image_size_in_voxels: fullres.median_image_size_in_voxels,
+            median_image_size_in_voxels: median,
             features_per_stage: (0..n).map(|i| (8usize << i).min(64)).collect(),
             kernel_sizes: topo.kernel_sizes,
             strides: topo.strides,
@@ -69,9 +85,14 @@ impl Configuration {
         }
     }
 
+    /// Folder of this configuration's preprocessed cases (nnU-Net's `data_identifier`).
+    pub fn data_identifier(&self) -> String {
+        format!("nnUNetPlans_{}", self.name)
+    }
+
     fn to_json(&self) -> Value {
         json!({
-            "data_identifier": format!("nnUNetPlans_{}", self.name),
+            "data_identifier": self.data_identifier(),
             "preprocessor_name": "DefaultPreprocessor",
             "batch_size": self.batch_size,
             "patch_size": self.patch_size,

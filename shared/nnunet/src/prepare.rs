@@ -1,6 +1,6 @@
 //! nnU-Net's `plan_and_preprocess` for one annotator's view of a dataset: fingerprint, plans
-//! (`3d_fullres` and the small `3d_cpu`), and every case preprocessed into
-//! `nnUNetPlans_3d_fullres/{<case>_data, <case>_seg}.nii.gz` with `<case>.json` properties.
+//! (`3d_fullres` and the small `3d_cpu`), and every case preprocessed for each configuration into
+//! `nnUNetPlans_<configuration>/{<case>_data, <case>_seg}.nii.gz` with `<case>.json` properties.
 
 use crate::dataset::{CaseFiles, CaseSet, DatasetError, list_cases, read_splits, select};
 use crate::plans::{percentile, plan_from_fingerprint};
@@ -9,9 +9,6 @@ use crate::preprocess::{case_fingerprint, dataset_fingerprint, preprocess};
 use statapp_volume::{Geometry, ReadOptions, Volume, VolumeError, read_nifti, write_nifti};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// Folder of the preprocessed cases.
-pub const DATA_FOLDER: &str = "nnUNetPlans_3d_fullres";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -41,6 +38,8 @@ pub struct PrepareRequest {
     pub cases: CaseSet,
     /// Largest patch of `3d_cpu`, `[z, y, x]`.
     pub cpu_patch: [usize; 3],
+    /// How much coarser than `3d_fullres` the `3d_cpu` spacing is (in-plane; 1 keeps it).
+    pub cpu_spacing_factor: f64,
     /// `dataset_name` written into the plans.
     pub dataset_name: String,
 }
@@ -104,7 +103,7 @@ pub fn prepare_dataset(
     );
     configurations.insert(
         "3d_cpu".to_string(),
-        Configuration::cpu(&plan, req.cpu_patch),
+        Configuration::cpu(&plan, req.cpu_patch, req.cpu_spacing_factor),
     );
     let median = |values: Vec<f64>| percentile(&values, 50.0);
     let plans = Plans {
@@ -118,8 +117,7 @@ pub fn prepare_dataset(
         configurations,
         intensity: intensity.clone(),
     };
-    let dir = out.join(DATA_FOLDER);
-    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     let write_text = |path: PathBuf, text: String| -> Result<(), PrepareError> {
         let tmp = path.with_extension("partial");
         std::fs::write(&tmp, text + "\n").map_err(|e| io(&tmp, e))?;
@@ -127,28 +125,39 @@ pub fn prepare_dataset(
     };
     write_text(out.join("dataset_fingerprint.json"), pretty(&fp))?;
     write_text(out.join("nnUNetPlans.json"), pretty(&plans.to_json()))?;
-    for (i, c) in cases.iter().enumerate() {
-        let (image, labels) = load(c)?;
-        let pre = preprocess(
-            image.data(),
-            Some(labels.data()),
-            image.geometry().spacing_zyx(),
-            plan.spacing,
-            &intensity,
-        );
-        let (z, y, x) = pre.data.dim();
-        let g = Geometry::axis_aligned([z, y, x], plan.spacing.map(|v| v as f32), [0.0; 3]);
-        write_nifti(
-            dir.join(format!("{}_data.nii.gz", c.id)),
-            &Volume::new(pre.data, g.clone())?,
-        )?;
-        if let Some(seg) = pre.seg {
+    let configs: Vec<&Configuration> = plans.configurations.values().collect();
+    for c in &configs {
+        let dir = out.join(c.data_identifier());
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    }
+    for (i, case) in cases.iter().enumerate() {
+        let (image, labels) = load(case)?;
+        for c in &configs {
+            let dir = out.join(c.data_identifier());
+            let pre = preprocess(
+                image.data(),
+                Some(labels.data()),
+                image.geometry().spacing_zyx(),
+                c.spacing,
+                &intensity,
+            );
+            let (z, y, x) = pre.data.dim();
+            let g = Geometry::axis_aligned([z, y, x], c.spacing.map(|v| v as f32), [0.0; 3]);
             write_nifti(
-                dir.join(format!("{}_seg.nii.gz", c.id)),
-                &Volume::new(seg, g)?,
+                dir.join(format!("{}_data.nii.gz", case.id)),
+                &Volume::new(pre.data, g.clone())?,
+            )?;
+            if let Some(seg) = pre.seg {
+                write_nifti(
+                    dir.join(format!("{}_seg.nii.gz", case.id)),
+                    &Volume::new(seg, g)?,
+                )?;
+            }
+            write_text(
+                dir.join(format!("{}.json", case.id)),
+                pretty(&pre.properties),
             )?;
         }
-        write_text(dir.join(format!("{}.json", c.id)), pretty(&pre.properties))?;
         progress(Stage::Preprocess, i + 1, cases.len());
     }
     Ok(plans)

@@ -1,0 +1,91 @@
+//! The trainer worker: claims `TrainJob` messages from a queue, trains the model on the given
+//! burn device and writes `models/<model_id>/`. A job whose model already exists completes without
+//! training again (messages arrive at least once); a job that fails is kept with its reason.
+
+use anyhow::{Context, Result};
+use burn::tensor::Device;
+use statapp_model::train::{TrainSettings, train};
+use statapp_pipeline::jobs::{Job, TrainJob};
+use statapp_pipeline::{DirQueue, Received};
+use std::path::Path;
+
+/// How one message ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Trained { model_id: String, epochs: usize },
+    AlreadyPresent { model_id: String },
+    Failed { id: String, reason: String },
+}
+
+/// Trains one job; `Ok(true)` when the model already existed.
+pub fn run_job(job: &TrainJob, device: &Device) -> Result<(String, usize, bool)> {
+    let settings = TrainSettings {
+        configuration: job.configuration.clone(),
+        annotator: job.annotator,
+        seed: job.seed,
+        fold: job.fold.clone(),
+        max_epochs: job.epochs,
+        iterations: job.iterations,
+        val_iterations: job.val_iterations,
+        patience: job.patience,
+        ..TrainSettings::default()
+    };
+    let model_id = settings.model_id();
+    let outcome = train(
+        Path::new(&job.data),
+        Path::new(&job.models),
+        &settings,
+        device,
+        &mut |e| {
+            tracing::info!(
+                model = %model_id,
+                epoch = e.epoch,
+                train_loss = e.train_loss,
+                val_loss = e.val_loss,
+                ema_fg_dice = e.ema_fg_dice,
+                seconds = e.seconds,
+                "epoch"
+            );
+        },
+    )
+    .with_context(|| format!("training {model_id}"))?;
+    Ok((model_id, outcome.log.epochs.len(), outcome.already_present))
+}
+
+fn handle(queue: &DirQueue, msg: Received, device: &Device) -> Result<Outcome> {
+    let parsed = Job::from_json(&msg.body).map(|Job::Train(t)| t);
+    let result = parsed
+        .map_err(anyhow::Error::from)
+        .and_then(|job| run_job(&job, device));
+    match result {
+        Ok((model_id, epochs, present)) => {
+            queue.complete(msg)?;
+            Ok(if present {
+                Outcome::AlreadyPresent { model_id }
+            } else {
+                Outcome::Trained { model_id, epochs }
+            })
+        }
+        Err(e) => {
+            let reason = format!("{e:#}");
+            tracing::error!(message_id = %msg.id, %reason, "train job failed");
+            let id = msg.id.clone();
+            queue.fail(msg, &reason)?;
+            Ok(Outcome::Failed { id, reason })
+        }
+    }
+}
+
+/// Drains the queue: every pending message is claimed and handled in name order. Messages a
+/// crashed run left in flight are requeued first.
+pub fn drain(queue: &DirQueue, device: &Device) -> Result<Vec<Outcome>> {
+    let requeued = queue.requeue_inflight()?;
+    if requeued > 0 {
+        tracing::warn!(requeued, "requeued jobs left in flight by an earlier run");
+    }
+    let mut out = Vec::new();
+    while let Some(msg) = queue.receive()? {
+        out.push(handle(queue, msg, device)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,198 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Training on a tiny prepared phantom dataset: outputs, determinism, early stopping.
+
+use burn::tensor::Device;
+use statapp_model::checkpoint::{load_weights, read_info};
+use statapp_model::train::log::TrainingLog;
+use statapp_model::train::{TrainSettings, train};
+use statapp_nnunet::dataset::CaseSet;
+use statapp_nnunet::prepare::{PrepareRequest, prepare_dataset};
+use std::path::{Path, PathBuf};
+
+/// Five small phantoms (the fewest that make nnU-Net's five folds), prepared with a 16 x 32 x 32 `3d_cpu` patch.
+fn prepared(root: &Path) -> PathBuf {
+    let raw = root.join("raw");
+    for i in 0..5 {
+        statapp_synth::write_bucket_case(
+            &raw,
+            &statapp_synth::generate(11, i, statapp_synth::Size::Small),
+        )
+        .unwrap();
+    }
+    let out = root.join("prepared");
+    let req = PrepareRequest {
+        annotator: 1,
+        cases: CaseSet::All,
+        cpu_patch: [16, 32, 32],
+        cpu_spacing_factor: 2.0,
+        dataset_name: "Dataset475_CURVAS_ANNO1".into(),
+    };
+    prepare_dataset(&raw, &out, &req, &mut |_, _, _| {}).unwrap();
+    out
+}
+
+fn tiny(seed: u64, fold: &str) -> TrainSettings {
+    TrainSettings {
+        configuration: "3d_cpu".into(),
+        seed,
+        fold: fold.into(),
+        max_epochs: 2,
+        iterations: 2,
+        val_iterations: 1,
+        patience: 20,
+        ..TrainSettings::default()
+    }
+}
+
+fn weights(dir: &Path, file: &str) -> Vec<Vec<f32>> {
+    let info = read_info(dir).unwrap();
+    load_weights(&info.network, &dir.join(file), &Device::flex())
+        .unwrap()
+        .conv_weights()
+}
+
+#[test]
+fn training_writes_a_complete_model_and_is_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepared(tmp.path());
+    let dev = Device::flex();
+    let mut epochs_seen = 0;
+    let a = train(
+        &data,
+        &tmp.path().join("a"),
+        &tiny(7, "0"),
+        &dev,
+        &mut |_| epochs_seen += 1,
+    )
+    .unwrap();
+    assert_eq!(epochs_seen, 2);
+    let dir = &a.model_dir;
+    assert!(dir.ends_with("anno1_init7_fold0"));
+    for f in [
+        "model.json",
+        "plans.json",
+        "dataset.json",
+        "training_log.json",
+        "training_curve.png",
+        "checkpoint_best.bpk",
+        "checkpoint_final.bpk",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    // no temporary directory is left behind
+    let names: Vec<_> = std::fs::read_dir(tmp.path().join("a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let log: TrainingLog =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("training_log.json")).unwrap())
+            .unwrap();
+    assert_eq!(log.epochs.len(), 2);
+    // fold 0 of nnU-Net's split of 5 cases: 4 train, 1 validation, and the split file is kept
+    assert_eq!((log.train_cases.len(), log.val_cases.len()), (4, 1));
+    assert!(data.join("splits_final.json").is_file());
+    assert!(
+        log.epochs
+            .iter()
+            .all(|e| e.train_loss.is_finite() && e.lr > 0.0)
+    );
+    assert_eq!(log.epochs[1].lr, 0.01 * 0.5f64.powf(0.9));
+
+    // same seed, same weights; another seed, other weights
+    let b = train(
+        &data,
+        &tmp.path().join("b"),
+        &tiny(7, "0"),
+        &dev,
+        &mut |_| {},
+    )
+    .unwrap();
+    let c = train(
+        &data,
+        &tmp.path().join("c"),
+        &tiny(8, "0"),
+        &dev,
+        &mut |_| {},
+    )
+    .unwrap();
+    let (wa, wb, wc) = (
+        weights(&a.model_dir, "checkpoint_final.bpk"),
+        weights(&b.model_dir, "checkpoint_final.bpk"),
+        weights(&c.model_dir, "checkpoint_final.bpk"),
+    );
+    assert_eq!(wa, wb);
+    assert_ne!(wa, wc);
+    // training moved the weights away from the seeded initialisation
+    let init =
+        statapp_model::PlainConvUNet::new(&read_info(&a.model_dir).unwrap().network, 7, &dev)
+            .conv_weights();
+    assert_ne!(wa, init);
+
+    // a second run with a finished model is a no-op (at-least-once job delivery)
+    let again = train(
+        &data,
+        &tmp.path().join("a"),
+        &tiny(7, "0"),
+        &dev,
+        &mut |_| panic!("trained again"),
+    )
+    .unwrap();
+    assert!(again.already_present);
+}
+
+#[test]
+fn early_stopping_ends_a_plateau() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepared(tmp.path());
+    // learning rate 0: the network never changes, the pseudo-Dice is flat from epoch 0, and with
+    // patience 3 training stops after epoch 3 instead of running 50 epochs
+    let settings = TrainSettings {
+        max_epochs: 50,
+        iterations: 1,
+        patience: 3,
+        initial_lr: 0.0,
+        ..tiny(5, "all")
+    };
+    let out = train(
+        &data,
+        &tmp.path().join("m"),
+        &settings,
+        &Device::flex(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let log = &out.log;
+    assert_eq!(log.stop_reason, "early_stopping");
+    assert_eq!(log.epochs.len(), 4);
+    assert_eq!(log.best_epoch, Some(0));
+    assert_eq!(
+        log.train_cases, log.val_cases,
+        "fold all validates on the training cases"
+    );
+}
+
+#[test]
+fn bad_fold_and_missing_data_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = train(
+        tmp.path(),
+        &tmp.path().join("m"),
+        &tiny(1, "7"),
+        &Device::flex(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("fold"), "{err}");
+    let err = train(
+        tmp.path(),
+        &tmp.path().join("m"),
+        &tiny(1, "all"),
+        &Device::flex(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("nnUNetPlans.json"), "{err}");
+}
