@@ -6,14 +6,17 @@
 # Prints the mean volumetric consensus Dice per organ on the test cases and the wall time.
 #
 # Usage: tools/train_acceptance.sh [WORKDIR]      (default: /tmp/statapp-train-acceptance)
-# Knobs: EPOCHS (default 30), ITERATIONS (25), VAL_ITERATIONS (4), CPU_PATCH (32,64,64), SEED.
+# Knobs: EPOCHS (default 60), ITERATIONS (100), VAL_ITERATIONS (8), CPU_PATCH (16,32,32), SEED.
+# Measured (2026-12-02, 2 cores): 1013 s end to end; test consensus Dice pancreas 0.732,
+# kidney 0.948, liver 0.956. With CPU_PATCH=32,48,48-sized patches (0.6 s per step) pancreas was
+# still never predicted after 1300 steps: small patches give more steps and more pancreas per batch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-/tmp/statapp-train-acceptance}"
-EPOCHS="${EPOCHS:-30}"
-ITERATIONS="${ITERATIONS:-25}"
-VAL_ITERATIONS="${VAL_ITERATIONS:-4}"
-CPU_PATCH="${CPU_PATCH:-32,64,64}"
+EPOCHS="${EPOCHS:-60}"
+ITERATIONS="${ITERATIONS:-100}"
+VAL_ITERATIONS="${VAL_ITERATIONS:-8}"
+CPU_PATCH="${CPU_PATCH:-16,32,32}"
 SEED="${SEED:-112233}"
 BIN=target/release/statapp
 cargo build --release -q -p statapp-cli
