@@ -53,10 +53,11 @@ pub fn run_job(job: &TrainJob, device: &Device) -> Result<(String, usize, bool)>
 }
 
 fn handle(queue: &DirQueue, msg: Received, device: &Device) -> Result<Outcome> {
-    let parsed = Job::from_json(&msg.body).map(|Job::Train(t)| t);
-    let result = parsed
-        .map_err(anyhow::Error::from)
-        .and_then(|job| run_job(&job, device));
+    let result = match Job::from_json(&msg.body) {
+        Ok(Job::Train(job)) => run_job(&job, device),
+        Ok(other) => Err(anyhow::anyhow!("not a train job: {other:?}")),
+        Err(e) => Err(e.into()),
+    };
     match result {
         Ok((model_id, epochs, present)) => {
             queue.complete(msg)?;

@@ -50,11 +50,36 @@ mod defaults {
     }
 }
 
+/// Predict one case with one model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InferJob {
+    pub case: String,
+    pub model: String,
+}
+
+/// Score one prediction (a model's or an ensemble's) of one case against its annotations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsJob {
+    pub case: String,
+    /// The `CT` column of the row: a model id or an ensemble name.
+    pub name: String,
+    /// Where `<case>/prob_{panc,kidn,livr}.nii.gz` and `segmentation.nii.gz` are:
+    /// `predictions/<model>` or `ensembles/<name>`.
+    pub source: String,
+}
+
+/// Rebuild `metrics/combined.csv` from every row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeJob {}
+
 /// Every job kind, tagged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Job {
     Train(TrainJob),
+    Infer(InferJob),
+    Metrics(MetricsJob),
+    Merge(MergeJob),
 }
 
 /// The envelope on the wire: `{"version": 1, "kind": "train", ...}`.
@@ -100,7 +125,9 @@ mod tests {
     fn round_trip_defaults_and_version() {
         let text = r#"{"version":1,"kind":"train","annotator":2,"seed":445566,"fold":"all",
             "configuration":"3d_fullres","data":"prepared/anno2","models":"models"}"#;
-        let Job::Train(t) = Job::from_json(text).unwrap();
+        let Ok(Job::Train(t)) = Job::from_json(text) else {
+            panic!("not a train job")
+        };
         assert_eq!(t.model_id(), "anno2_init445566_foldall");
         assert_eq!((t.epochs, t.iterations, t.patience), (300, 250, 20));
         let again = Job::from_json(&Job::Train(t.clone()).to_json()).unwrap();
@@ -111,5 +138,15 @@ mod tests {
             Err(JobError::Version { found: 2 })
         ));
         assert!(Job::from_json("{\"version\":1,\"kind\":\"train\"}").is_err());
+        let m = Job::Metrics(MetricsJob {
+            case: "c".into(),
+            name: "ensemble_all".into(),
+            source: "ensembles/ensemble_all".into(),
+        });
+        assert_eq!(Job::from_json(&m.to_json()).unwrap(), m);
+        assert!(
+            m.to_json()
+                .starts_with("{\"version\":1,\"kind\":\"metrics\"")
+        );
     }
 }

@@ -1,0 +1,213 @@
+//! Ingest: the handler of object-created events under `incoming/`. It waits until a case has its
+//! image and three annotations, validates them together (readable NIfTI, finite intensities,
+//! labels 0..3, no empty annotation, one voxel grid), then writes the canonical copy under
+//! `cases/<case>/` and one `InferJob` per registered model. A bad upload gets
+//! `errors/<case>.json` with the reason, and the message fails so that it is retried and ends in
+//! the dead-letter queue; a corrected upload clears the error file.
+
+use crate::StageError;
+use statapp_pipeline::events::parse_object_created;
+use statapp_pipeline::jobs::{InferJob, Job};
+use statapp_pipeline::{JobQueue, Key, ObjectStore};
+use statapp_volume::{ReadOptions, read_nifti_bytes};
+use std::io::Write;
+use std::path::Path;
+
+/// The four files of a case, by role.
+pub const ROLES: [&str; 4] = ["image", "annotation_1", "annotation_2", "annotation_3"];
+
+/// What one event record led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// Not an upload this stage handles (another prefix).
+    Ignored { key: String },
+    /// The case still lacks these roles.
+    Waiting { case: String, missing: Vec<String> },
+    /// The case is complete and valid; `infer_jobs` were queued.
+    Ready { case: String, infer_jobs: usize },
+}
+
+/// Handles one message body: an S3 event, possibly inside an SQS record, or a test event.
+pub fn handle_event(
+    body: &str,
+    store: &dyn ObjectStore,
+    infer: &dyn JobQueue,
+    opts: &ReadOptions,
+) -> Result<Vec<Ingested>, StageError> {
+    parse_object_created(body)?
+        .iter()
+        .map(|rec| handle_object(&rec.key, store, infer, opts))
+        .collect()
+}
+
+fn valid_case_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// The role of an uploaded file name (`image.nii.gz`, `annotation_2.nii`, ...).
+fn role_of(file: &str) -> Option<&'static str> {
+    let stem = file
+        .strip_suffix(".nii.gz")
+        .or_else(|| file.strip_suffix(".nii"))?;
+    ROLES.iter().copied().find(|r| *r == stem)
+}
+
+fn error_key(case: &str) -> Result<Key, StageError> {
+    Ok(Key::new(format!("errors/{case}.json"))?)
+}
+
+/// Records a bad upload in `errors/<case>.json` (deterministic bytes) and fails the message.
+fn reject(store: &dyn ObjectStore, case: &str, reason: String) -> Result<Ingested, StageError> {
+    let doc = serde_json::json!({"case": case, "error": reason});
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
+    store.put(&error_key(case)?, text.as_bytes())?;
+    tracing::warn!(case, %reason, "upload rejected");
+    Err(StageError::BadUpload {
+        case: case.to_string(),
+        reason,
+    })
+}
+
+/// Handles one uploaded object.
+pub fn handle_object(
+    key: &Key,
+    store: &dyn ObjectStore,
+    infer: &dyn JobQueue,
+    opts: &ReadOptions,
+) -> Result<Ingested, StageError> {
+    let segs: Vec<&str> = key.segments().collect();
+    if segs.first() != Some(&"incoming") {
+        return Ok(Ingested::Ignored {
+            key: key.to_string(),
+        });
+    }
+    let Some(case) = segs.get(1).copied().filter(|c| valid_case_id(c)) else {
+        let case = segs.get(1).copied().unwrap_or("unknown");
+        let case = if valid_case_id(case) {
+            case
+        } else {
+            "invalid_case_id"
+        };
+        return reject(
+            store,
+            case,
+            format!("{key}: case ids are letters, digits, `_`, `-` and `.`"),
+        );
+    };
+    if segs.len() != 3 || role_of(segs[2]).is_none() {
+        return reject(
+            store,
+            case,
+            format!(
+                "{key}: unexpected file; a case is incoming/<case>/{{image, annotation_1, annotation_2, annotation_3}}.nii.gz"
+            ),
+        );
+    }
+    // which roles are present (either extension)
+    let present = store.list(&format!("incoming/{case}/"))?;
+    let mut files: Vec<Option<Key>> = vec![None; ROLES.len()];
+    for k in present {
+        let slot = k
+            .segments()
+            .nth(2)
+            .and_then(role_of)
+            .and_then(|role| ROLES.iter().position(|r| *r == role));
+        if let Some(i) = slot {
+            files[i] = Some(k);
+        }
+    }
+    let missing: Vec<String> = ROLES
+        .iter()
+        .zip(&files)
+        .filter(|(_, f)| f.is_none())
+        .map(|(r, _)| r.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Ingested::Waiting {
+            case: case.to_string(),
+            missing,
+        });
+    }
+    let keys: Vec<Key> = files.into_iter().flatten().collect();
+    let mut bodies = Vec::with_capacity(keys.len());
+    for k in &keys {
+        match store.get(k)? {
+            Some(b) => bodies.push(b),
+            // deleted since the listing: a later event will complete the case
+            None => {
+                return Ok(Ingested::Waiting {
+                    case: case.to_string(),
+                    missing: vec![k.to_string()],
+                });
+            }
+        }
+    }
+    if let Err(reason) = validate(&keys, &bodies, opts) {
+        return reject(store, case, reason);
+    }
+    for ((role, k), body) in ROLES.iter().zip(&keys).zip(&bodies) {
+        let canonical = Key::new(format!("cases/{case}/{role}.nii.gz"))?;
+        let bytes = if k.as_str().ends_with(".gz") {
+            body.clone()
+        } else {
+            gzip(body)?
+        };
+        store.put(&canonical, &bytes)?;
+    }
+    store.delete(&error_key(case)?)?;
+    let models = registered_models(store)?;
+    for model in &models {
+        let job = Job::Infer(InferJob {
+            case: case.to_string(),
+            model: model.clone(),
+        });
+        infer.send(&job.to_json())?;
+    }
+    tracing::info!(case, models = models.len(), "case ready");
+    Ok(Ingested::Ready {
+        case: case.to_string(),
+        infer_jobs: models.len(),
+    })
+}
+
+/// Deterministic gzip of an uncompressed `.nii` upload.
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>, StageError> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    enc.write_all(bytes)?;
+    Ok(enc.finish()?)
+}
+
+/// Model ids with a `models/<id>/model.json`.
+pub fn registered_models(store: &dyn ObjectStore) -> Result<Vec<String>, StageError> {
+    Ok(store
+        .list("models/")?
+        .iter()
+        .filter_map(|k| {
+            let s: Vec<&str> = k.segments().collect();
+            (s.len() == 3 && s[2] == "model.json").then(|| s[1].to_string())
+        })
+        .collect())
+}
+
+/// The checks of a complete case; the reason names the file.
+fn validate(keys: &[Key], bodies: &[Vec<u8>], opts: &ReadOptions) -> Result<(), String> {
+    let name = |k: &Key| Path::new(k.as_str()).to_path_buf();
+    let image = read_nifti_bytes(&name(&keys[0]), &bodies[0], opts).map_err(|e| e.to_string())?;
+    for (k, body) in keys.iter().zip(bodies).skip(1) {
+        let ann = read_nifti_bytes(&name(k), body, opts).map_err(|e| e.to_string())?;
+        let labels = ann.to_labels(3).map_err(|e| e.to_string())?;
+        image
+            .geometry
+            .ensure_same_grid(&name(&keys[0]), labels.geometry(), &name(k))
+            .map_err(|e| e.to_string())?;
+        if labels.data().iter().all(|v| *v == 0) {
+            return Err(format!("{k}: empty annotation (no organ labelled)"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! Stage handlers of DESIGN.md §2 that need no network: each is a function of (message, object
+//! store, queues) over the `statapp-pipeline` traits, so the same code runs on the embedded
+//! default, on a local S3/SQS server and in Lambda. Every handler is idempotent: its outputs are
+//! pure functions of its inputs, written whole, so a redelivered message leaves the same bytes.
+
+pub mod ingest;
+pub mod score;
+
+/// Failure of one message; the message is left for redelivery (and, after the configured number
+/// of receives, the dead-letter queue).
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Store(#[from] statapp_pipeline::StoreError),
+    #[error(transparent)]
+    Queue(#[from] statapp_pipeline::queue::QueueOpError),
+    #[error(transparent)]
+    Event(#[from] statapp_pipeline::events::EventError),
+    #[error(transparent)]
+    Key(#[from] statapp_pipeline::KeyError),
+    /// The upload is bad; `errors/<case>.json` says why.
+    #[error("case {case}: {reason}")]
+    BadUpload { case: String, reason: String },
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Metrics(#[from] statapp_metrics::MetricsError),
+    #[error(transparent)]
+    Merge(#[from] statapp_metrics::merge::MergeError),
+    #[error("scratch files: {0}")]
+    Scratch(#[from] std::io::Error),
+}
