@@ -1,6 +1,7 @@
 //! `statapp`: the command line of the statapp project.
 
 mod bench;
+mod demo;
 mod ensemble;
 mod inspect;
 mod metrics;
@@ -23,6 +24,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The main job: phantoms, 3 x 3 models trained on the CPU, the event-driven pipeline on a
+    /// directory bucket, and the combined metrics CSV with a summary.
+    Demo(demo::Args),
     /// Generate synthetic CURVAS-like CT phantoms with three annotators.
     Synth(synth::Args),
     /// Print a NIfTI file's header, geometry, value range and label counts.
@@ -56,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Demo(args) => demo::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Preview(args) => preview::run(args),

@@ -33,6 +33,7 @@ fn every_command_has_help() {
         vec!["metrics", "merge"],
         vec!["ensemble"],
         vec!["train"],
+        vec!["demo"],
         vec!["prepare"],
     ] {
         let mut args = cmd.clone();
@@ -451,4 +452,41 @@ fn prepare_predict_ensemble_metrics_chain() {
     ]);
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["inputs"]["pred_source"], "segmentation.nii.gz");
+}
+
+#[test]
+fn demo_runs_the_event_driven_pipeline_to_the_combined_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = statapp(&[
+        "demo",
+        "--out",
+        &out.to_string_lossy(),
+        "--train-cases",
+        "3",
+        "--test-cases",
+        "2",
+        "--epochs",
+        "1",
+        "--iterations",
+        "1",
+        "--seeds",
+        "1,2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let csv = std::fs::read_to_string(out.join("bucket/metrics/combined.csv")).unwrap();
+    // 2 test cases x (6 models + ensemble_anno1..3 + ensemble_all)
+    assert_eq!(csv.lines().count(), 1 + 2 * 10, "{csv}");
+    assert!(csv.starts_with("Patient_ID,CT,DICE_panc"));
+    for name in ["anno3_init2_foldall", "ensemble_anno2", "ensemble_all"] {
+        assert!(csv.contains(&format!("case_003,{name},")), "{name}");
+    }
+    let summary = text(&o);
+    assert!(
+        summary.contains("ensemble_all") && summary.contains("0 dead-lettered"),
+        "{summary}"
+    );
+    // the training cases never enter the pipeline; nothing failed
+    assert!(!out.join("bucket/cases/case_000").exists());
+    assert!(!out.join("bucket/errors").exists());
 }

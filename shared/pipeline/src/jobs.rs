@@ -68,6 +68,12 @@ pub struct MetricsJob {
     pub source: String,
 }
 
+/// Ensemble every strategy of one case once all its models have predicted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnsembleJob {
+    pub case: String,
+}
+
 /// Rebuild `metrics/combined.csv` from every row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergeJob {}
@@ -78,6 +84,7 @@ pub struct MergeJob {}
 pub enum Job {
     Train(TrainJob),
     Infer(InferJob),
+    Ensemble(EnsembleJob),
     Metrics(MetricsJob),
     Merge(MergeJob),
 }

@@ -13,7 +13,7 @@ pub mod queue;
 pub mod store;
 
 pub use dir_queue::{DirQueue, QueueError, Received};
-pub use jobs::{InferJob, JOB_VERSION, Job, MergeJob, MetricsJob, TrainJob};
+pub use jobs::{EnsembleJob, InferJob, JOB_VERSION, Job, MergeJob, MetricsJob, TrainJob};
 pub use key::{Key, KeyError};
 pub use queue::{Delivery, JobQueue, MemQueue};
 pub use store::{DirStore, ObjectStore, StoreError};

@@ -13,6 +13,9 @@ use statapp_volume::{ReadOptions, read_nifti_bytes};
 use std::io::Write;
 use std::path::Path;
 
+/// Written under `cases/<case>/` once the case is copied and its jobs are queued.
+pub const INGESTED: &str = "ingested.json";
+
 /// The four files of a case, by role.
 pub const ROLES: [&str; 4] = ["image", "annotation_1", "annotation_2", "annotation_3"];
 
@@ -25,6 +28,8 @@ pub enum Ingested {
     Waiting { case: String, missing: Vec<String> },
     /// The case is complete and valid; `infer_jobs` were queued.
     Ready { case: String, infer_jobs: usize },
+    /// A model appeared (`models/<id>/model.json`, written last): every case is scheduled.
+    ModelRegistered { model: String, infer_jobs: usize },
 }
 
 /// Handles one message body: an S3 event, possibly inside an SQS record, or a test event.
@@ -81,6 +86,9 @@ pub fn handle_object(
     opts: &ReadOptions,
 ) -> Result<Ingested, StageError> {
     let segs: Vec<&str> = key.segments().collect();
+    if segs.first() == Some(&"models") && segs.len() == 3 && segs[2] == "model.json" {
+        return schedule_model(segs[1], store, infer);
+    }
     if segs.first() != Some(&"incoming") {
         return Ok(Ingested::Ignored {
             key: key.to_string(),
@@ -150,14 +158,31 @@ pub fn handle_object(
     if let Err(reason) = validate(&keys, &bodies, opts) {
         return reject(store, case, reason);
     }
+    let mut canonical = Vec::with_capacity(ROLES.len());
     for ((role, k), body) in ROLES.iter().zip(&keys).zip(&bodies) {
-        let canonical = Key::new(format!("cases/{case}/{role}.nii.gz"))?;
         let bytes = if k.as_str().ends_with(".gz") {
             body.clone()
         } else {
             gzip(body)?
         };
-        store.put(&canonical, &bytes)?;
+        canonical.push((Key::new(format!("cases/{case}/{role}.nii.gz"))?, bytes));
+    }
+    // the same upload seen again (another file's event, a redelivery): nothing to do
+    let marker = Key::new(format!("cases/{case}/{INGESTED}"))?;
+    if store.exists(&marker)? {
+        let mut same = true;
+        for (k, bytes) in &canonical {
+            same &= store.get(k)?.as_deref() == Some(bytes.as_slice());
+        }
+        if same {
+            return Ok(Ingested::Ready {
+                case: case.to_string(),
+                infer_jobs: 0,
+            });
+        }
+    }
+    for (k, bytes) in &canonical {
+        store.put(k, bytes)?;
     }
     store.delete(&error_key(case)?)?;
     let models = registered_models(store)?;
@@ -168,10 +193,40 @@ pub fn handle_object(
         });
         infer.send(&job.to_json())?;
     }
+    // written last: a crash before it makes a redelivery do everything again
+    store.put(&marker, b"{}\n")?;
     tracing::info!(case, models = models.len(), "case ready");
     Ok(Ingested::Ready {
         case: case.to_string(),
         infer_jobs: models.len(),
+    })
+}
+
+/// A new model predicts every case already ingested.
+fn schedule_model(
+    model: &str,
+    store: &dyn ObjectStore,
+    infer: &dyn JobQueue,
+) -> Result<Ingested, StageError> {
+    let cases: Vec<String> = store
+        .list("cases/")?
+        .iter()
+        .filter_map(|k| {
+            let s: Vec<&str> = k.segments().collect();
+            (s.len() == 3 && s[2] == "image.nii.gz").then(|| s[1].to_string())
+        })
+        .collect();
+    for case in &cases {
+        let job = Job::Infer(InferJob {
+            case: case.clone(),
+            model: model.to_string(),
+        });
+        infer.send(&job.to_json())?;
+    }
+    tracing::info!(model, cases = cases.len(), "model registered");
+    Ok(Ingested::ModelRegistered {
+        model: model.to_string(),
+        infer_jobs: cases.len(),
     })
 }
 

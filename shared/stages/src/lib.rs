@@ -3,7 +3,13 @@
 //! default, on a local S3/SQS server and in Lambda. Every handler is idempotent: its outputs are
 //! pure functions of its inputs, written whole, so a redelivered message leaves the same bytes.
 
+pub mod ensemble;
+#[cfg(feature = "infer")]
+pub mod infer;
 pub mod ingest;
+#[cfg(feature = "infer")]
+pub mod local;
+pub mod predictions;
 pub mod score;
 
 /// Failure of one message; the message is left for redelivery (and, after the configured number

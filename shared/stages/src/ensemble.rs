@@ -1,0 +1,58 @@
+//! Aggregate: the ensembles of one case (`ensemble_anno<k>` over each annotator's seeds,
+//! `ensemble_all` over every model; mean probabilities, argmax labels) once every registered
+//! model has predicted it, then one `MetricsJob` per ensemble.
+
+use crate::StageError;
+use crate::ingest::registered_models;
+use crate::predictions;
+use statapp_nnunet::ensemble::{ensemble, strategies, write_prediction};
+use statapp_pipeline::jobs::{EnsembleJob, Job, MetricsJob};
+use statapp_pipeline::{JobQueue, ObjectStore};
+
+/// Returns the ensembles written.
+pub fn handle_ensemble(
+    job: &EnsembleJob,
+    store: &dyn ObjectStore,
+    metrics: &dyn JobQueue,
+) -> Result<Vec<String>, StageError> {
+    let case = &job.case;
+    let models = registered_models(store)?;
+    let mut ready = Vec::new();
+    for m in &models {
+        if predictions::complete(store, &format!("predictions/{m}"), case)? {
+            ready.push(m.clone());
+        }
+    }
+    if ready.len() < models.len() {
+        // a later model's prediction sends this job again
+        return Ok(Vec::new());
+    }
+    let scratch = tempfile::tempdir()?;
+    let mut written = Vec::new();
+    for (name, members) in strategies(&ready) {
+        let dirs: Vec<_> = members.iter().map(|m| scratch.path().join(m)).collect();
+        for (m, d) in members.iter().zip(&dirs) {
+            if !d.exists() {
+                predictions::download(store, &format!("predictions/{m}"), case, d)?;
+            }
+        }
+        let (probs, labels) =
+            ensemble(&dirs).map_err(|e| StageError::Input(format!("{case} {name}: {e}")))?;
+        let out = scratch.path().join(format!("out-{name}"));
+        write_prediction(&out, &probs, &labels)
+            .map_err(|e| StageError::Input(format!("{case} {name}: {e}")))?;
+        let prefix = format!("ensembles/{name}");
+        predictions::upload(store, &out, &prefix, case)?;
+        metrics.send(
+            &Job::Metrics(MetricsJob {
+                case: case.clone(),
+                name: name.clone(),
+                source: prefix,
+            })
+            .to_json(),
+        )?;
+        written.push(name);
+    }
+    tracing::info!(case = %case, ensembles = written.len(), "ensembles written");
+    Ok(written)
+}

@@ -1,0 +1,169 @@
+//! The embedded default: a directory as the bucket (object-created events for `incoming/` and
+//! `models/` go to the ingest queue, as the S3 notifications of the templates do) and in-process
+//! queues with SQS semantics, each with a dead-letter queue after 3 receives. `run_until_idle`
+//! plays Lambda's event source mappings: it feeds every queue's messages to its handler until
+//! all queues are empty.
+
+use crate::StageError;
+use crate::ensemble::handle_ensemble;
+use crate::infer::handle_infer;
+use crate::ingest::handle_event;
+use crate::score::{handle_merge, handle_metrics};
+use burn::tensor::Device;
+use statapp_pipeline::jobs::Job;
+use statapp_pipeline::queue::{Clock, SystemClock};
+use statapp_pipeline::{DirStore, JobQueue, MemQueue};
+use statapp_volume::ReadOptions;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Receives before a message goes to the dead-letter queue.
+pub const MAX_RECEIVES: u32 = 3;
+
+/// The stages, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Ingest,
+    Infer,
+    Aggregate,
+    Metrics,
+    Merge,
+}
+
+#[derive(Debug)]
+pub struct LocalPipeline {
+    pub store: DirStore,
+    pub ingest: Arc<MemQueue>,
+    pub infer: Arc<MemQueue>,
+    pub aggregate: Arc<MemQueue>,
+    pub metrics: Arc<MemQueue>,
+    pub merge: Arc<MemQueue>,
+    pub dead_letters: Arc<MemQueue>,
+}
+
+/// Counts of a run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunStats {
+    pub handled: usize,
+    pub failed: usize,
+}
+
+impl LocalPipeline {
+    pub fn open(bucket: &Path) -> Result<Self, StageError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let dead_letters = Arc::new(MemQueue::new("dead-letters", clock.clone()));
+        let queue = |name: &str| {
+            Arc::new(
+                MemQueue::new(name, clock.clone())
+                    .with_dead_letter(dead_letters.clone(), MAX_RECEIVES),
+            )
+        };
+        let ingest = queue("ingest");
+        let store = DirStore::open(bucket, "statapp-local")?
+            .notify("incoming/", ingest.clone())
+            .notify("models/", ingest.clone());
+        Ok(Self {
+            store,
+            ingest,
+            infer: queue("infer"),
+            aggregate: queue("aggregate"),
+            metrics: queue("metrics"),
+            merge: queue("merge"),
+            dead_letters,
+        })
+    }
+
+    fn handle(&self, stage: Stage, body: &str, device: &Device) -> Result<(), StageError> {
+        let job = || Job::from_json(body).map_err(|e| StageError::Input(e.to_string()));
+        match stage {
+            Stage::Ingest => handle_event(
+                body,
+                &self.store,
+                self.infer.as_ref(),
+                &ReadOptions::default(),
+            )
+            .map(|_| ()),
+            Stage::Infer => match job()? {
+                Job::Infer(j) => handle_infer(
+                    &j,
+                    &self.store,
+                    self.metrics.as_ref(),
+                    self.aggregate.as_ref(),
+                    device,
+                ),
+                other => Err(StageError::Input(format!("infer queue got {other:?}"))),
+            },
+            Stage::Aggregate => match job()? {
+                Job::Ensemble(j) => {
+                    handle_ensemble(&j, &self.store, self.metrics.as_ref()).map(|_| ())
+                }
+                other => Err(StageError::Input(format!("aggregate queue got {other:?}"))),
+            },
+            Stage::Metrics => match job()? {
+                Job::Metrics(j) => handle_metrics(&j, &self.store, self.merge.as_ref()).map(|_| ()),
+                other => Err(StageError::Input(format!("metrics queue got {other:?}"))),
+            },
+            Stage::Merge => handle_merge(&self.store).map(|_| ()),
+        }
+    }
+
+    /// Runs every queue until all are empty; failed messages are retried (visibility 0) and
+    /// dead-lettered after `MAX_RECEIVES`. `on_done` sees each handled message.
+    pub fn run_until_idle(
+        &self,
+        device: &Device,
+        on_done: &mut dyn FnMut(Stage, &Result<(), StageError>),
+    ) -> Result<RunStats, StageError> {
+        let mut stats = RunStats::default();
+        loop {
+            let mut progressed = false;
+            for (stage, q) in [
+                (Stage::Ingest, &self.ingest),
+                (Stage::Infer, &self.infer),
+                (Stage::Aggregate, &self.aggregate),
+                (Stage::Metrics, &self.metrics),
+                (Stage::Merge, &self.merge),
+            ] {
+                let batch = q.receive(64, Duration::ZERO)?;
+                if batch.is_empty() {
+                    continue;
+                }
+                progressed = true;
+                if stage == Stage::Merge {
+                    // one merge reads every row: the queued requests collapse into one
+                    let r = self.handle(stage, "", device);
+                    on_done(stage, &r);
+                    if r.is_ok() {
+                        for d in &batch {
+                            q.delete(&d.receipt)?;
+                        }
+                        stats.handled += 1;
+                    } else {
+                        stats.failed += 1;
+                    }
+                    continue;
+                }
+                for d in batch {
+                    let r = self.handle(stage, &d.body, device);
+                    on_done(stage, &r);
+                    match r {
+                        Ok(()) => {
+                            q.delete(&d.receipt)?;
+                            stats.handled += 1;
+                        }
+                        Err(e) => {
+                            tracing::warn!(queue = q.name(), error = %e, receive = d.receive_count, "job failed");
+                            stats.failed += 1;
+                        }
+                    }
+                }
+                // downstream stages run as soon as there is work for them
+                break;
+            }
+            if !progressed {
+                return Ok(stats);
+            }
+        }
+    }
+}

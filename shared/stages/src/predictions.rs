@@ -1,0 +1,56 @@
+//! Where predictions live and how they move between the store and scratch directories.
+
+use crate::StageError;
+use statapp_nnunet::ensemble::{PROB_FILES, SEGMENTATION_FILE};
+use statapp_pipeline::{Key, ObjectStore};
+use std::path::Path;
+
+/// The files of one prediction, segmentation last: it is written last, so its presence means
+/// the prediction is complete.
+pub fn files() -> impl Iterator<Item = &'static str> {
+    PROB_FILES.iter().copied().chain([SEGMENTATION_FILE])
+}
+
+/// `<prefix>/<case>/<file>`.
+pub fn key(prefix: &str, case: &str, file: &str) -> Result<Key, StageError> {
+    Ok(Key::new(format!(
+        "{}/{case}/{file}",
+        prefix.trim_end_matches('/')
+    ))?)
+}
+
+/// True when `<prefix>/<case>/segmentation.nii.gz` exists.
+pub fn complete(store: &dyn ObjectStore, prefix: &str, case: &str) -> Result<bool, StageError> {
+    Ok(store.exists(&key(prefix, case, SEGMENTATION_FILE)?)?)
+}
+
+/// Uploads a prediction directory, segmentation last.
+pub fn upload(
+    store: &dyn ObjectStore,
+    dir: &Path,
+    prefix: &str,
+    case: &str,
+) -> Result<(), StageError> {
+    for f in files() {
+        store.put(&key(prefix, case, f)?, &std::fs::read(dir.join(f))?)?;
+    }
+    Ok(())
+}
+
+/// Downloads a prediction into `dir`.
+pub fn download(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    case: &str,
+    dir: &Path,
+) -> Result<(), StageError> {
+    std::fs::create_dir_all(dir)?;
+    for f in files() {
+        let k = key(prefix, case, f)?;
+        let body = store
+            .get(&k)?
+            .ok_or_else(|| StageError::Input(format!("{k}: missing")))?;
+        std::fs::write(dir.join(f), body)?;
+    }
+    Ok(())
+}
