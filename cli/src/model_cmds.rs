@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
-use statapp_model::checkpoint::{ModelInfo, load_weights, read_info, save_weights, write_info};
+use statapp_model::checkpoint::{
+    CHECKPOINT_FINAL, ModelInfo, load_weights, read_info, save_weights, write_info,
+};
 use statapp_model::infer::predict_case;
 use statapp_model::predict::PredictOptions;
 use statapp_model::{PlainConvUNet, UNetConfig};
@@ -39,7 +41,7 @@ pub fn init(args: InitArgs) -> Result<()> {
     let model_id = format!("anno{}_init{}_fold{}", args.annotator, args.seed, args.fold);
     let dir = args.out.join(&model_id);
     let net = PlainConvUNet::new(&network, args.seed, &Device::flex());
-    save_weights(&net, &dir, "checkpoint_final.bpk")?;
+    save_weights(&net, &dir, CHECKPOINT_FINAL)?;
     std::fs::copy(&args.plans, dir.join("plans.json"))?;
     write_info(
         &dir,
@@ -48,7 +50,7 @@ pub fn init(args: InitArgs) -> Result<()> {
             configuration: args.configuration.clone(),
             seed: args.seed,
             network,
-            checkpoints: vec!["checkpoint_final.bpk".into()],
+            checkpoints: vec![CHECKPOINT_FINAL.into()],
         },
     )?;
     println!(
@@ -91,16 +93,6 @@ pub struct PredictArgs {
     tile_batch: usize,
 }
 
-/// The best checkpoint when training kept one, else the final weights.
-pub fn default_checkpoint(info: &ModelInfo) -> String {
-    let best = statapp_model::train::CHECKPOINT_BEST;
-    if info.checkpoints.iter().any(|c| c == best) {
-        best.into()
-    } else {
-        statapp_model::train::CHECKPOINT_FINAL.into()
-    }
-}
-
 pub fn predict(args: PredictArgs) -> Result<()> {
     let info = read_info(&args.model)?;
     let plans = read_plans(&args.model.join("plans.json"))?;
@@ -109,7 +101,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let checkpoint = args
         .checkpoint
         .clone()
-        .unwrap_or_else(|| default_checkpoint(&info));
+        .unwrap_or_else(|| info.prediction_checkpoint().to_string());
     let net = load_weights(&info.network, &args.model.join(&checkpoint), &device)?;
     let image = read_nifti(&args.image, &ReadOptions::default())?.into_f32();
     let opts = PredictOptions {

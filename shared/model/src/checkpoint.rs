@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const MODEL_JSON: &str = "model.json";
+/// Weights with the best EMA pseudo-Dice seen during training.
+pub const CHECKPOINT_BEST: &str = "checkpoint_best.bpk";
+/// Weights at the end of training (and of `statapp init-model`).
+pub const CHECKPOINT_FINAL: &str = "checkpoint_final.bpk";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -33,6 +37,18 @@ pub struct ModelInfo {
     pub network: UNetConfig,
     /// Weight files present, e.g. `checkpoint_best.bpk`, `checkpoint_final.bpk`.
     pub checkpoints: Vec<String>,
+}
+
+impl ModelInfo {
+    /// The weights to predict with: the best checkpoint when training kept one, as the original
+    /// trainer does, else the final weights.
+    pub fn prediction_checkpoint(&self) -> &'static str {
+        if self.checkpoints.iter().any(|c| c == CHECKPOINT_BEST) {
+            CHECKPOINT_BEST
+        } else {
+            CHECKPOINT_FINAL
+        }
+    }
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> CheckpointError {

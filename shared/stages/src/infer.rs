@@ -10,7 +10,6 @@ use burn::tensor::Device;
 use statapp_model::checkpoint::{load_weights, read_info};
 use statapp_model::infer::predict_case;
 use statapp_model::predict::PredictOptions;
-use statapp_model::train::{CHECKPOINT_BEST, CHECKPOINT_FINAL};
 use statapp_nnunet::ensemble::{PROB_FILES, SEGMENTATION_FILE};
 use statapp_nnunet::plans_file::Plans;
 use statapp_pipeline::jobs::{EnsembleJob, InferJob, Job, MetricsJob};
@@ -79,11 +78,7 @@ fn predict(
         std::fs::write(dir.join(f), get(store, &format!("models/{model}/{f}"))?)?;
     }
     let info = read_info(dir).map_err(input)?;
-    let checkpoint = if info.checkpoints.iter().any(|c| c == CHECKPOINT_BEST) {
-        CHECKPOINT_BEST
-    } else {
-        CHECKPOINT_FINAL
-    };
+    let checkpoint = info.prediction_checkpoint();
     std::fs::write(
         dir.join(checkpoint),
         get(store, &format!("models/{model}/{checkpoint}"))?,

@@ -14,6 +14,7 @@ pub mod data;
 pub mod log;
 pub mod loss;
 
+pub use crate::checkpoint::{CHECKPOINT_BEST, CHECKPOINT_FINAL};
 use crate::checkpoint::{CheckpointError, ModelInfo, save_weights, write_info};
 use crate::rng::Rng;
 use crate::unet::{PlainConvUNet, UNetConfig};
@@ -34,8 +35,6 @@ use std::time::Instant;
 
 /// Classes of the CURVAS labels: background, pancreas, kidney, liver.
 pub const NUM_CLASSES: usize = 4;
-pub const CHECKPOINT_BEST: &str = "checkpoint_best.bpk";
-pub const CHECKPOINT_FINAL: &str = "checkpoint_final.bpk";
 pub const TRAINING_LOG: &str = "training_log.json";
 pub const TRAINING_CURVE: &str = "training_curve.png";
 
