@@ -32,16 +32,6 @@ pub struct DirQueue {
     root: PathBuf,
 }
 
-/// FNV-1a, 64 bits: a stable name for a message body.
-fn digest(body: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in body.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
 impl DirQueue {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, QueueError> {
         let root = root.into();
@@ -54,7 +44,7 @@ impl DirQueue {
 
     /// Enqueues a message (written whole, then renamed into `pending/`); returns its id.
     pub fn send(&self, body: &str) -> Result<String, QueueError> {
-        let id = digest(body);
+        let id = crate::digest(body.as_bytes());
         let path = self.root.join("pending").join(format!("{id}.json"));
         let tmp = self.root.join("pending").join(format!(".{id}.partial"));
         std::fs::write(&tmp, body).map_err(|e| io(&tmp, e))?;

@@ -17,3 +17,14 @@ pub use jobs::{EnsembleJob, InferJob, JOB_VERSION, Job, MergeJob, MetricsJob, Tr
 pub use key::{Key, KeyError};
 pub use queue::{Delivery, JobQueue, MemQueue};
 pub use store::{DirStore, ObjectStore, StoreError};
+
+/// FNV-1a (64 bits) as 16 hex digits: a stable name for a message body (the directory queue) and
+/// the local stand-in for S3's MD5 ETag (the directory store). Not a security hash.
+pub(crate) fn digest(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

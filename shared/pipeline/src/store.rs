@@ -50,16 +50,6 @@ fn io_err(key: &str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// FNV-1a over the body: a stable stand-in for S3's MD5 ETag.
-fn etag(body: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in body {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
 /// `YYYY-MM-DDTHH:MM:SS.000Z` for the current time (S3's `eventTime`).
 fn event_time() -> String {
     let secs = std::time::SystemTime::now()
@@ -139,7 +129,7 @@ impl DirStore {
                     &self.bucket,
                     key,
                     body.len() as u64,
-                    &etag(body),
+                    &crate::digest(body),
                     &event_time(),
                 );
                 queue
