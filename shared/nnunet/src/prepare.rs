@@ -6,7 +6,9 @@ use crate::dataset::{CaseFiles, CaseSet, DatasetError, list_cases, read_splits, 
 use crate::plans::{percentile, plan_from_fingerprint};
 use crate::plans_file::{Configuration, Plans};
 use crate::preprocess::{case_fingerprint, dataset_fingerprint, preprocess};
-use statapp_volume::{Geometry, ReadOptions, Volume, VolumeError, read_nifti, write_nifti};
+use statapp_volume::{
+    Geometry, ReadOptions, Volume, VolumeError, read_nifti, write_atomic, write_nifti,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -119,9 +121,7 @@ pub fn prepare_dataset(
     };
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     let write_text = |path: PathBuf, text: String| -> Result<(), PrepareError> {
-        let tmp = path.with_extension("partial");
-        std::fs::write(&tmp, text + "\n").map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
+        write_atomic(&path, (text + "\n").as_bytes()).map_err(|e| io(&path, e))
     };
     write_text(out.join("dataset_fingerprint.json"), pretty(&fp))?;
     write_text(out.join("nnUNetPlans.json"), pretty(&plans.to_json()))?;

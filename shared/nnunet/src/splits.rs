@@ -183,9 +183,7 @@ pub fn load_or_create(dir: &Path, case_ids: &[String]) -> Result<Vec<Fold>, Spli
     }
     let folds = crossval_split(case_ids, SPLIT_SEED, N_FOLDS)?;
     let text = serde_json::to_string_pretty(&folds).map_err(|e| err(&e))? + "\n";
-    let tmp = dir.join(format!(".partial-{SPLITS_FILE}"));
-    std::fs::write(&tmp, text).map_err(|e| err(&e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| err(&e))?;
+    statapp_volume::write_atomic(&path, text.as_bytes()).map_err(|e| err(&e))?;
     Ok(folds)
 }
 

@@ -462,15 +462,8 @@ pub fn write_nifti_with<T: Element>(
     options: &WriteOptions,
 ) -> Result<()> {
     let path = path.as_ref();
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
     let io_err = |e: io::Error| VolumeError::io(path, e);
-    let tmp = tempfile::Builder::new()
-        .prefix(".partial-")
-        .tempfile_in(dir)
-        .map_err(io_err)?;
+    let tmp = temp_beside(path).map_err(io_err)?;
     let gz = path.to_string_lossy().ends_with(".gz");
     let file = tmp.as_file().try_clone().map_err(io_err)?;
     if gz {
@@ -486,6 +479,25 @@ pub fn write_nifti_with<T: Element>(
         w.flush().map_err(io_err)?;
     }
     publish(tmp, path).map_err(io_err)
+}
+
+/// A uniquely named `.partial-*` file in `path`'s directory, for `publish` to rename onto it.
+fn temp_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(dir)
+}
+
+/// Writes `bytes` to `path` whole (a temporary file beside it, then `publish`), so readers and
+/// crashes never see half a file and concurrent writers never share a temporary name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = temp_beside(path)?;
+    tmp.write_all(bytes)?;
+    publish(tmp, path)
 }
 
 /// Renames a finished temporary file onto `path` with ordinary permissions (temporary files are

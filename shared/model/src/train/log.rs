@@ -199,10 +199,9 @@ pub fn plot(log: &TrainingLog, path: &Path) -> std::io::Result<()> {
             prev = Some(p);
         }
     }
-    let tmp = path.with_extension("png.partial");
+    let mut encoded = Vec::new();
     {
-        let file = std::fs::File::create(&tmp)?;
-        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), WIDTH as u32, height as u32);
+        let mut enc = png::Encoder::new(&mut encoded, WIDTH as u32, height as u32);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         let mut writer = enc.write_header().map_err(std::io::Error::other)?;
@@ -210,7 +209,7 @@ pub fn plot(log: &TrainingLog, path: &Path) -> std::io::Result<()> {
             .write_image_data(&img)
             .map_err(std::io::Error::other)?;
     }
-    std::fs::rename(tmp, path)
+    statapp_volume::write_atomic(path, &encoded)
 }
 
 /// Bresenham's line.

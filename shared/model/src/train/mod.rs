@@ -435,9 +435,7 @@ fn validate(
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| io_err(path, e))? + "\n";
-    let tmp = path.with_extension("json.partial");
-    std::fs::write(&tmp, text).map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    statapp_volume::write_atomic(path, text.as_bytes()).map_err(|e| io_err(path, e))
 }
 
 /// nnU-Net's `dataset.json` for the CURVAS labels.
