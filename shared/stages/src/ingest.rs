@@ -155,9 +155,6 @@ pub fn handle_object(
             }
         }
     }
-    if let Err(reason) = validate(&keys, &bodies, opts) {
-        return reject(store, case, reason);
-    }
     let mut canonical = Vec::with_capacity(ROLES.len());
     for ((role, k), body) in ROLES.iter().zip(&keys).zip(&bodies) {
         let bytes = if k.as_str().ends_with(".gz") {
@@ -167,7 +164,8 @@ pub fn handle_object(
         };
         canonical.push((Key::new(format!("cases/{case}/{role}.nii.gz"))?, bytes));
     }
-    // the same upload seen again (another file's event, a redelivery): nothing to do
+    // the same upload seen again (another file's event, a redelivery): it was validated and
+    // ingested already, so neither decoding it again nor anything else is needed
     let marker = Key::new(format!("cases/{case}/{INGESTED}"))?;
     if store.exists(&marker)? {
         let mut same = true;
@@ -180,6 +178,9 @@ pub fn handle_object(
                 infer_jobs: 0,
             });
         }
+    }
+    if let Err(reason) = validate(&keys, &bodies, opts) {
+        return reject(store, case, reason);
     }
     for (k, bytes) in &canonical {
         store.put(k, bytes)?;
