@@ -159,7 +159,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Uploads a model directory, `model.json` last: its event registers the complete model.
-fn upload_model(store: &dyn ObjectStore, dir: &Path, id: &str) -> Result<()> {
+pub(crate) fn upload_model(store: &dyn ObjectStore, dir: &Path, id: &str) -> Result<()> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file())

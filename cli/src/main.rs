@@ -1,6 +1,7 @@
 //! `statapp`: the command line of the statapp project.
 
 mod bench;
+mod cloud;
 mod demo;
 mod ensemble;
 mod inspect;
@@ -46,6 +47,15 @@ enum Command {
     Predict(model_cmds::PredictArgs),
     /// Average member predictions into an ensemble (mean probabilities, argmax labels).
     Ensemble(ensemble::Args),
+    /// Create the bucket, queues (with dead-letter queues) and S3 notification on an endpoint.
+    Setup(cloud::SetupArgs),
+    /// Upload a case or a trained model into the configured bucket.
+    #[command(subcommand)]
+    Upload(cloud::UploadCommand),
+    /// Run the pipeline against the configured S3/SQS endpoint (plays the Lambda triggers).
+    Run(cloud::RunArgs),
+    /// Download metrics/combined.csv from the configured bucket.
+    DlMetrics(cloud::DlArgs),
     /// Benchmarks that print wall time and peak memory.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -86,6 +96,10 @@ fn main() -> anyhow::Result<()> {
         Command::InitModel(args) => model_cmds::init(args),
         Command::Train(args) => train::run(args),
         Command::Predict(args) => model_cmds::predict(args),
+        Command::Setup(args) => cloud::setup(args),
+        Command::Upload(cmd) => cloud::upload(cmd),
+        Command::Run(args) => cloud::run(args),
+        Command::DlMetrics(args) => cloud::dl_metrics(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -31,22 +31,22 @@ pub fn handle_infer(
     let (case, model) = (&job.case, &job.model);
     let prefix = format!("predictions/{model}");
     let row = Key::new(format!("metrics/rows/{case}/{model}.csv"))?;
-    if predictions::complete(store, &prefix, case)? {
-        if store.exists(&row)? {
-            // a duplicate of a job whose effects are all there
-            return Ok(());
-        }
-    } else {
+    let predicted = predictions::complete(store, &prefix, case)?;
+    if !predicted {
         predict(store, case, model, &prefix, device)?;
     }
-    metrics.send(
-        &Job::Metrics(MetricsJob {
-            case: case.clone(),
-            name: model.clone(),
-            source: prefix,
-        })
-        .to_json(),
-    )?;
+    // a duplicate of a job whose row is there sends no metrics job, but still checks the ensemble
+    // below: the first delivery may have died between the row and the `EnsembleJob`
+    if !(predicted && store.exists(&row)?) {
+        metrics.send(
+            &Job::Metrics(MetricsJob {
+                case: case.clone(),
+                name: model.clone(),
+                source: prefix,
+            })
+            .to_json(),
+        )?;
+    }
     let models = registered_models(store)?;
     let mut all = true;
     for m in &models {

@@ -3,6 +3,7 @@
 //! default, on a local S3/SQS server and in Lambda. Every handler is idempotent: its outputs are
 //! pure functions of its inputs, written whole, so a redelivered message leaves the same bytes.
 
+pub mod dispatch;
 pub mod ensemble;
 #[cfg(feature = "infer")]
 pub mod infer;

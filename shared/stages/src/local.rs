@@ -5,15 +5,10 @@
 //! all queues are empty.
 
 use crate::StageError;
-use crate::ensemble::handle_ensemble;
-use crate::infer::handle_infer;
-use crate::ingest::handle_event;
-use crate::score::{handle_merge, handle_metrics};
+use crate::dispatch::{self, Outputs};
 use burn::tensor::Device;
-use statapp_pipeline::jobs::Job;
 use statapp_pipeline::queue::{Clock, SystemClock};
 use statapp_pipeline::{DirStore, JobQueue, MemQueue};
-use statapp_volume::ReadOptions;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,37 +69,22 @@ impl LocalPipeline {
         })
     }
 
+    fn outputs(&self) -> Outputs<'_> {
+        Outputs {
+            infer: self.infer.as_ref(),
+            aggregate: self.aggregate.as_ref(),
+            metrics: self.metrics.as_ref(),
+            merge: self.merge.as_ref(),
+        }
+    }
+
     fn handle(&self, stage: Stage, body: &str, device: &Device) -> Result<(), StageError> {
-        let job = || Job::from_json(body).map_err(|e| StageError::Input(e.to_string()));
+        let (store, out) = (&self.store, self.outputs());
         match stage {
-            Stage::Ingest => handle_event(
-                body,
-                &self.store,
-                self.infer.as_ref(),
-                &ReadOptions::default(),
-            )
-            .map(|_| ()),
-            Stage::Infer => match job()? {
-                Job::Infer(j) => handle_infer(
-                    &j,
-                    &self.store,
-                    self.metrics.as_ref(),
-                    self.aggregate.as_ref(),
-                    device,
-                ),
-                other => Err(StageError::Input(format!("infer queue got {other:?}"))),
-            },
-            Stage::Aggregate => match job()? {
-                Job::Ensemble(j) => {
-                    handle_ensemble(&j, &self.store, self.metrics.as_ref()).map(|_| ())
-                }
-                other => Err(StageError::Input(format!("aggregate queue got {other:?}"))),
-            },
-            Stage::Metrics => match job()? {
-                Job::Metrics(j) => handle_metrics(&j, &self.store, self.merge.as_ref()).map(|_| ()),
-                other => Err(StageError::Input(format!("metrics queue got {other:?}"))),
-            },
-            Stage::Merge => handle_merge(&self.store).map(|_| ()),
+            Stage::Ingest => dispatch::preprocess(body, store, out),
+            Stage::Infer => dispatch::infer(body, store, out, device),
+            Stage::Aggregate | Stage::Merge => dispatch::aggregate(body, store, out),
+            Stage::Metrics => dispatch::metrics(body, store, out),
         }
     }
 
@@ -132,7 +112,7 @@ impl LocalPipeline {
                 progressed = true;
                 if stage == Stage::Merge {
                     // one merge reads every row: the queued requests collapse into one
-                    let r = self.handle(stage, "", device);
+                    let r = self.handle(stage, &batch[0].body, device);
                     on_done(stage, &r);
                     if r.is_ok() {
                         for d in &batch {

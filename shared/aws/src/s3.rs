@@ -1,0 +1,281 @@
+//! `ObjectStore` on S3. Objects are always whole: a body above the multipart threshold goes up in
+//! parts and only becomes visible when the upload completes (an interrupted upload is aborted, or
+//! left for the bucket's abort-incomplete-uploads rule if the process died); `put_if_absent` is
+//! S3's conditional write (`If-None-Match: *`).
+
+use crate::{Aws, describe};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, EncodingType};
+use statapp_pipeline::events::decode_key;
+use statapp_pipeline::{Key, ObjectStore, StoreError};
+
+/// Bodies larger than this are uploaded in parts (S3 allows 5 GiB in one PUT, but parts can be
+/// retried alone and keep one request's memory bounded).
+pub const MULTIPART_THRESHOLD: usize = 64 << 20;
+/// Part size of multipart uploads (S3's minimum is 5 MiB for every part but the last).
+pub const PART_SIZE: usize = 16 << 20;
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    aws: Aws,
+    bucket: String,
+    multipart_threshold: usize,
+    part_size: usize,
+}
+
+fn io_err(key: &str, detail: impl Into<String>) -> StoreError {
+    StoreError::Io {
+        key: key.to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// The outcome of a conditional write.
+enum Written {
+    Yes,
+    AlreadyThere,
+}
+
+impl S3Store {
+    pub fn new(aws: Aws, bucket: impl Into<String>) -> Self {
+        Self {
+            aws,
+            bucket: bucket.into(),
+            multipart_threshold: MULTIPART_THRESHOLD,
+            part_size: PART_SIZE,
+        }
+    }
+
+    /// Changes when multipart uploads are used and their part size (tests use small ones).
+    pub fn with_multipart(mut self, threshold: usize, part_size: usize) -> Self {
+        self.multipart_threshold = threshold;
+        self.part_size = part_size.max(1);
+        self
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn write(&self, key: &Key, body: &[u8], if_absent: bool) -> Result<Written, StoreError> {
+        if body.len() > self.multipart_threshold {
+            return self.write_multipart(key, body, if_absent).await;
+        }
+        let mut req = self
+            .aws
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .body(ByteStream::from(body.to_vec()));
+        if if_absent {
+            req = req.if_none_match("*");
+        }
+        match req.send().await {
+            Ok(_) => Ok(Written::Yes),
+            Err(e) if if_absent && precondition_failed(e.raw_response()) => {
+                Ok(Written::AlreadyThere)
+            }
+            Err(e) => Err(io_err(key.as_str(), describe(e))),
+        }
+    }
+
+    async fn write_multipart(
+        &self,
+        key: &Key,
+        body: &[u8],
+        if_absent: bool,
+    ) -> Result<Written, StoreError> {
+        let s3 = &self.aws.s3;
+        let created = s3
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(|e| io_err(key.as_str(), describe(e)))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| io_err(key.as_str(), "multipart upload without an id"))?
+            .to_string();
+        let result = self.upload_parts(key, body, &upload_id, if_absent).await;
+        if !matches!(result, Ok(Written::Yes)) {
+            // nothing becomes visible; free the parts already stored
+            if let Err(e) = s3
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .upload_id(&upload_id)
+                .send()
+                .await
+            {
+                tracing::warn!(key = key.as_str(), error = %describe(e), "abort of a failed multipart upload failed");
+            }
+        }
+        result
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &Key,
+        body: &[u8],
+        upload_id: &str,
+        if_absent: bool,
+    ) -> Result<Written, StoreError> {
+        let s3 = &self.aws.s3;
+        let mut parts = Vec::new();
+        for (i, chunk) in body.chunks(self.part_size).enumerate() {
+            let number =
+                i32::try_from(i + 1).map_err(|_| io_err(key.as_str(), "too many parts"))?;
+            let part = s3
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| io_err(key.as_str(), describe(e)))?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(part.e_tag().map(str::to_string))
+                    .build(),
+            );
+        }
+        let mut req = s3
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            );
+        if if_absent {
+            req = req.if_none_match("*");
+        }
+        match req.send().await {
+            Ok(_) => Ok(Written::Yes),
+            Err(e) if if_absent && precondition_failed(e.raw_response()) => {
+                Ok(Written::AlreadyThere)
+            }
+            Err(e) => Err(io_err(key.as_str(), describe(e))),
+        }
+    }
+}
+
+fn precondition_failed(raw: Option<&aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    raw.is_some_and(|r| r.status().as_u16() == 412)
+}
+
+fn not_found(raw: Option<&aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    raw.is_some_and(|r| r.status().as_u16() == 404)
+}
+
+impl ObjectStore for S3Store {
+    fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+        self.aws.block_on(async {
+            let resp = match self
+                .aws
+                .s3
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .send()
+                .await
+            {
+                Ok(r) => r,
+                Err(e) if not_found(e.raw_response()) => return Ok(None),
+                Err(e) => return Err(io_err(key.as_str(), describe(e))),
+            };
+            let body = resp
+                .body
+                .collect()
+                .await
+                .map_err(|e| io_err(key.as_str(), format!("reading the body: {e}")))?;
+            Ok(Some(body.into_bytes().to_vec()))
+        })
+    }
+
+    fn put(&self, key: &Key, body: &[u8]) -> Result<(), StoreError> {
+        self.aws.block_on(self.write(key, body, false)).map(|_| ())
+    }
+
+    fn put_if_absent(&self, key: &Key, body: &[u8]) -> Result<bool, StoreError> {
+        self.aws
+            .block_on(self.write(key, body, true))
+            .map(|w| matches!(w, Written::Yes))
+    }
+
+    fn exists(&self, key: &Key) -> Result<bool, StoreError> {
+        self.aws.block_on(async {
+            match self
+                .aws
+                .s3
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .send()
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if not_found(e.raw_response()) => Ok(false),
+                Err(e) => Err(io_err(key.as_str(), describe(e))),
+            }
+        })
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError> {
+        self.aws.block_on(async {
+            let mut out = Vec::new();
+            let mut pages = self
+                .aws
+                .s3
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                // keys may hold characters XML 1.0 cannot carry (a hostile upload's control
+                // characters): have S3 percent-encode them
+                .encoding_type(EncodingType::Url)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| io_err(prefix, describe(e)))?;
+                for obj in page.contents() {
+                    let Some(encoded) = obj.key() else { continue };
+                    let Some(raw) = decode_key(encoded) else {
+                        tracing::warn!(key = encoded, "object skipped: undecodable key");
+                        continue;
+                    };
+                    // objects whose names are not valid keys (hostile uploads) are not ours
+                    match Key::new(raw.as_str()) {
+                        Ok(k) if prefix.is_empty() || k.is_under(prefix) => out.push(k),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(key = %raw.escape_debug(), error = %e, "object skipped")
+                        }
+                    }
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+    }
+
+    fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.aws.block_on(async {
+            self.aws
+                .s3
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| io_err(key.as_str(), describe(e)))
+        })
+    }
+}

@@ -1,0 +1,136 @@
+//! One entry point per function of DESIGN.md §2, from a raw message body to its stage handler:
+//! what the Lambda functions, `statapp run` and the embedded runner all call, so the three ways
+//! of running the pipeline share every line after the transport.
+
+use crate::StageError;
+use crate::ensemble::handle_ensemble;
+use crate::ingest::handle_event;
+use crate::score::{handle_merge, handle_metrics};
+use statapp_pipeline::events::parse_object_created;
+use statapp_pipeline::jobs::Job;
+use statapp_pipeline::{JobQueue, ObjectStore};
+use statapp_volume::ReadOptions;
+
+/// The queues stages send work to.
+#[derive(Clone, Copy)]
+pub struct Outputs<'a> {
+    pub infer: &'a dyn JobQueue,
+    pub aggregate: &'a dyn JobQueue,
+    pub metrics: &'a dyn JobQueue,
+    pub merge: &'a dyn JobQueue,
+}
+
+impl std::fmt::Debug for Outputs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outputs")
+            .field("infer", &self.infer.name())
+            .field("aggregate", &self.aggregate.name())
+            .field("metrics", &self.metrics.name())
+            .field("merge", &self.merge.name())
+            .finish()
+    }
+}
+
+fn job(body: &str) -> Result<Job, StageError> {
+    Job::from_json(body).map_err(|e| StageError::Input(format!("unreadable job message: {e}")))
+}
+
+fn unexpected(function: &str, job: &Job) -> StageError {
+    StageError::Input(format!("the {function} function does not handle {job:?}"))
+}
+
+/// fn-preprocess: an S3 event (plain or inside an SQS message) for `incoming/` or `models/`.
+pub fn preprocess(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(), StageError> {
+    handle_event(body, store, out.infer, &ReadOptions::default()).map(|_| ())
+}
+
+/// fn-aggregate: ensembles (`EnsembleJob`) and the combined CSV (`MergeJob`).
+pub fn aggregate(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(), StageError> {
+    match job(body)? {
+        Job::Ensemble(j) => handle_ensemble(&j, store, out.metrics).map(|_| ()),
+        Job::Merge(_) => handle_merge(store).map(|_| ()),
+        other => Err(unexpected("aggregate", &other)),
+    }
+}
+
+/// fn-metrics: one metric row (`MetricsJob`).
+pub fn metrics(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(), StageError> {
+    match job(body)? {
+        Job::Metrics(j) => handle_metrics(&j, store, out.merge).map(|_| ()),
+        other => Err(unexpected("metrics", &other)),
+    }
+}
+
+/// fn-infer: one case with one model (`InferJob`).
+#[cfg(feature = "infer")]
+pub fn infer(
+    body: &str,
+    store: &dyn ObjectStore,
+    out: Outputs,
+    device: &burn::tensor::Device,
+) -> Result<(), StageError> {
+    match job(body)? {
+        Job::Infer(j) => crate::infer::handle_infer(&j, store, out.metrics, out.aggregate, device),
+        other => Err(unexpected("infer", &other)),
+    }
+}
+
+/// The case and model a message is about, for log lines (best effort: `None` when the body does
+/// not say, or does not parse).
+pub fn labels(body: &str) -> (Option<String>, Option<String>) {
+    if let Ok(job) = Job::from_json(body) {
+        return match job {
+            Job::Infer(j) => (Some(j.case), Some(j.model)),
+            Job::Ensemble(j) => (Some(j.case), None),
+            Job::Metrics(j) => (Some(j.case), Some(j.name)),
+            Job::Train(j) => (None, Some(j.model_id())),
+            Job::Merge(_) => (None, None),
+        };
+    }
+    let Ok(records) = parse_object_created(body) else {
+        return (None, None);
+    };
+    let segment = |i: usize| {
+        records
+            .first()
+            .and_then(|r| r.key.segments().nth(i).map(str::to_string))
+    };
+    match segment(0).as_deref() {
+        Some("incoming") => (segment(1), None),
+        Some("models") => (None, segment(1)),
+        _ => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use statapp_pipeline::Key;
+    use statapp_pipeline::events::object_created_event;
+    use statapp_pipeline::jobs::{InferJob, MetricsJob};
+
+    #[test]
+    fn labels_name_the_case_and_model() {
+        let infer = Job::Infer(InferJob {
+            case: "c1".into(),
+            model: "anno1_init1_foldall".into(),
+        });
+        assert_eq!(
+            labels(&infer.to_json()),
+            (Some("c1".into()), Some("anno1_init1_foldall".into()))
+        );
+        let m = Job::Metrics(MetricsJob {
+            case: "c2".into(),
+            name: "ensemble_all".into(),
+            source: "ensembles/ensemble_all".into(),
+        });
+        assert_eq!(
+            labels(&m.to_json()),
+            (Some("c2".into()), Some("ensemble_all".into()))
+        );
+        let key = Key::new("incoming/case_7/image.nii.gz").unwrap();
+        let event = object_created_event("b", &key, 10, "e", "2026-01-01T00:00:00.000Z");
+        assert_eq!(labels(&event.to_string()), (Some("case_7".into()), None));
+        assert_eq!(labels("not json"), (None, None));
+    }
+}
