@@ -53,6 +53,19 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run one pipeline stage's handler on a directory bucket, for its wall time and peak memory:
+    /// `ingest` needs `incoming/<case>/`, `infer` an ingested case and `models/<model>/`,
+    /// `metrics` the model's prediction (see tools/bench_stages.sh).
+    Stage {
+        #[arg(value_parser = ["ingest", "infer", "metrics"])]
+        stage: String,
+        #[arg(long)]
+        bucket: PathBuf,
+        #[arg(long)]
+        case: String,
+        #[arg(long)]
+        model: Option<String>,
+    },
     /// Write one phantom case plus model-like probability maps (prob_panc/kidn/livr.nii.gz, f32)
     /// for benchmarking `statapp metrics case` against tools/metrics_reference.py.
     MetricsData {
@@ -63,6 +76,48 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// One handler call through `dispatch`, as a Lambda function makes it; the queues it sends to are
+/// in-process and dropped.
+fn run_stage(stage: &str, bucket: &std::path::Path, case: &str, model: Option<&str>) -> Result<()> {
+    use statapp_pipeline::jobs::{InferJob, Job, MetricsJob};
+    use statapp_pipeline::queue::SystemClock;
+    use statapp_pipeline::{DirStore, Key, MemQueue};
+    use statapp_stages::dispatch::{self, Outputs};
+    let store = DirStore::open(bucket, "bench")?;
+    let q = MemQueue::new("sink", std::sync::Arc::new(SystemClock));
+    let out = Outputs {
+        infer: &q,
+        aggregate: &q,
+        metrics: &q,
+        merge: &q,
+    };
+    let model = || anyhow::Context::context(model, "--model is required for this stage");
+    match stage {
+        "ingest" => {
+            let key = Key::new(format!("incoming/{case}/image.nii.gz"))?;
+            let event = statapp_pipeline::events::object_created_event("bench", &key, 0, "", "");
+            dispatch::preprocess(&event.to_string(), &store, out)?;
+        }
+        "infer" => {
+            let job = Job::Infer(InferJob {
+                case: case.into(),
+                model: model()?.into(),
+            });
+            dispatch::infer(&job.to_json(), &store, out, &burn::tensor::Device::flex())?;
+        }
+        _ => {
+            let m = model()?;
+            let job = Job::Metrics(MetricsJob {
+                case: case.into(),
+                name: m.into(),
+                source: format!("predictions/{m}"),
+            });
+            dispatch::metrics(&job.to_json(), &store, out)?;
+        }
+    }
+    Ok(())
 }
 
 /// Softmax of rater votes plus per-voxel noise: a plausible, imperfect model output.
@@ -223,6 +278,16 @@ pub fn run(cmd: Command) -> Result<()> {
                 )?;
                 println!("{}", dir.display());
             }
+        }
+        Command::Stage {
+            stage,
+            bucket,
+            case,
+            model,
+        } => {
+            let t = Instant::now();
+            run_stage(&stage, &bucket, &case, model.as_deref())?;
+            report(&format!("stage {stage} {case}"), t.elapsed().as_secs_f64());
         }
         Command::MetricsData { size, seed, out } => {
             let phantom = statapp_synth::generate(seed, 0, size);
