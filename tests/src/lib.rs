@@ -57,6 +57,7 @@ impl Harness {
             endpoint: Some(endpoint()),
             queue_prefix: id.to_string(),
             queue_urls: BTreeMap::new(),
+            static_credentials: None,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -29,6 +29,26 @@ pub struct AwsConfig {
     pub queue_prefix: String,
     /// `STATAPP_<STAGE>_QUEUE_URL`, where set.
     pub queue_urls: QueueUrls,
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (/ `AWS_SESSION_TOKEN`) when both are given
+    /// through `var`: a `.env` file is not the process environment the SDK's own chain reads.
+    /// Otherwise the SDK's chain (environment, profile, container or instance role).
+    pub static_credentials: Option<StaticCredentials>,
+}
+
+/// Keys given explicitly.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AwsConfig {
@@ -52,6 +72,17 @@ impl AwsConfig {
             endpoint: non_empty("AWS_ENDPOINT_URL"),
             queue_prefix: non_empty("STATAPP_QUEUE_PREFIX").unwrap_or_else(|| "statapp".into()),
             queue_urls,
+            static_credentials: match (
+                non_empty("AWS_ACCESS_KEY_ID"),
+                non_empty("AWS_SECRET_ACCESS_KEY"),
+            ) {
+                (Some(access_key_id), Some(secret_access_key)) => Some(StaticCredentials {
+                    access_key_id,
+                    secret_access_key,
+                    session_token: non_empty("AWS_SESSION_TOKEN"),
+                }),
+                _ => None,
+            },
         })
     }
 
@@ -88,6 +119,7 @@ mod tests {
         assert_eq!(c.endpoint, None);
         assert_eq!(c.queue_name("infer"), "statapp-infer");
         assert!(c.queue_urls.is_empty());
+        assert_eq!(c.static_credentials, None);
     }
 
     #[test]
@@ -99,8 +131,16 @@ mod tests {
             ("STATAPP_QUEUE_PREFIX", "t1"),
             ("STATAPP_METRICS_QUEUE_URL", "http://q/metrics"),
             ("STATAPP_INFER_QUEUE_URL", " "),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
         ]))
         .unwrap();
+        let creds = c.static_credentials.clone().unwrap();
+        assert_eq!(creds.access_key_id, "AKIDEXAMPLE");
+        assert!(
+            !format!("{creds:?}").contains("secret"),
+            "no secret in logs"
+        );
         assert_eq!(c.region, "eu-west-3");
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:5005"));
         assert_eq!(c.queue_name("merge"), "t1-merge");

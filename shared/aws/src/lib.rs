@@ -11,7 +11,7 @@ mod provision;
 mod s3;
 mod sqs;
 
-pub use config::{AwsConfig, ConfigError, QUEUE_STAGES, QueueUrls};
+pub use config::{AwsConfig, ConfigError, QUEUE_STAGES, QueueUrls, StaticCredentials};
 pub use provision::{ProvisionError, Provisioned, provision};
 pub use s3::S3Store;
 pub use sqs::SqsQueue;
@@ -35,6 +35,15 @@ impl Aws {
             .region(aws_config::Region::new(config.region.clone()));
         if let Some(endpoint) = &config.endpoint {
             loader = loader.endpoint_url(endpoint);
+        }
+        if let Some(c) = &config.static_credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.clone(),
+                c.session_token.clone(),
+                None,
+                "statapp-config",
+            ));
         }
         let shared = loader.load().await;
         let s3_conf = aws_sdk_s3::config::Builder::from(&shared)
