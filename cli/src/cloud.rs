@@ -7,7 +7,7 @@ use crate::demo::upload_model;
 use anyhow::{Context, Result};
 use burn::tensor::Device;
 use statapp_aws::{Aws, AwsConfig, provision};
-use statapp_lambda::{Handler, Mapping, Services, drain};
+use statapp_lambda::{Handler, Services, drain};
 use statapp_pipeline::{Key, ObjectStore};
 use statapp_stages::dispatch;
 use statapp_stages::score::COMBINED;
@@ -174,18 +174,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let aggregate: Handler = Arc::new(move |b| dispatch::aggregate(b, &s.store, s.outputs()));
     let s = services.clone();
     let metrics: Handler = Arc::new(move |b| dispatch::metrics(b, &s.store, s.outputs()));
-    let mappings = [
-        ("preprocess", &services.ingest, preprocess),
-        ("infer", &services.infer, infer),
-        ("aggregate", &services.aggregate, aggregate.clone()),
-        ("metrics", &services.metrics, metrics),
-        ("aggregate", &services.merge, aggregate),
-    ]
-    .map(|(function, queue, handler)| Mapping {
-        function,
-        queue,
-        handler,
-    });
+    let mappings = services.mappings(preprocess, infer, aggregate, metrics);
     let start = Instant::now();
     let timeout = (args.timeout_seconds > 0).then(|| Duration::from_secs(args.timeout_seconds));
     let done = drain(

@@ -6,7 +6,7 @@
 
 use burn::tensor::Device;
 use statapp_aws::{Aws, AwsConfig, Provisioned, S3Store, provision};
-use statapp_lambda::{Drained, Handler, Mapping, Services, drain};
+use statapp_lambda::{Drained, Handler, Services, drain};
 use statapp_model::train::{TrainSettings, train};
 use statapp_nnunet::dataset::CaseSet;
 use statapp_nnunet::prepare::{PrepareRequest, prepare_dataset};
@@ -119,19 +119,7 @@ impl Harness {
     /// sends is sent `duplicate` times.
     pub fn drain(&self, duplicate: usize) -> Drained {
         let [pre, inf, agg, met] = self.handlers(duplicate);
-        let s = &self.services;
-        let mappings = [
-            ("preprocess", &s.ingest, pre),
-            ("infer", &s.infer, inf),
-            ("aggregate", &s.aggregate, agg.clone()),
-            ("metrics", &s.metrics, met),
-            ("aggregate", &s.merge, agg),
-        ]
-        .map(|(function, queue, handler)| Mapping {
-            function,
-            queue: queue as &dyn JobQueue,
-            handler,
-        });
+        let mappings = self.services.mappings(pre, inf, agg, met);
         drain(
             self.runtime.handle(),
             &mappings,

@@ -137,6 +137,29 @@ impl Services {
             .map_err(|e| ServicesError::Runtime(e.to_string()))?
     }
 
+    /// The event source mappings of the template: each queue with the function that consumes it
+    /// (the merge queue, like the aggregate queue, feeds fn-aggregate), upstream first.
+    pub fn mappings(
+        &self,
+        preprocess: Handler,
+        infer: Handler,
+        aggregate: Handler,
+        metrics: Handler,
+    ) -> [Mapping<'_>; 5] {
+        [
+            ("preprocess", &self.ingest, preprocess),
+            ("infer", &self.infer, infer),
+            ("aggregate", &self.aggregate, aggregate.clone()),
+            ("metrics", &self.metrics, metrics),
+            ("aggregate", &self.merge, aggregate),
+        ]
+        .map(|(function, queue, handler)| Mapping {
+            function,
+            queue: queue as &dyn JobQueue,
+            handler,
+        })
+    }
+
     pub fn outputs(&self) -> Outputs<'_> {
         Outputs {
             infer: &self.infer,
