@@ -2,11 +2,8 @@
 
 use crate::calibration::{AceBins, EceBins, softmax4};
 use crate::crps;
-use crate::edt::squared_edt;
-use crate::hausdorff::{Boxed, HausdorffResult, Surface, directed_sq, edges};
-use crate::ranking::{
-    self, Group, Item, TieAware, ValuesLoop, groups, item, payload_of, radix_sort,
-};
+use crate::hausdorff::{Boxed, HausdorffResult, Mask, Units, combine, toward};
+use crate::ranking::{self, Group, SortedOrgan, TieAware, ValuesLoop, flag};
 use crate::real::{Real, mean_strict, nan_mean};
 use crate::report::*;
 use crate::roi::Roi;
@@ -324,29 +321,77 @@ pub fn ncc(g: &[f64], u: &[f64]) -> f64 {
     ncc_by(g.len().min(u.len()), |i| g[i], |i| u[i])
 }
 
-/// [`ncc`] over values produced on the fly: two passes, no temporary arrays.
+/// Means and co-moments of a chunk of value pairs (Chan et al.'s pairwise update).
+#[derive(Debug, Clone, Copy, Default)]
+struct Moments {
+    n: f64,
+    mean_g: f64,
+    mean_u: f64,
+    m2_g: f64,
+    m2_u: f64,
+    c_gu: f64,
+}
+
+impl Moments {
+    /// Two passes over values already in cache.
+    fn of(g: &[f64], u: &[f64]) -> Self {
+        let n = g.len() as f64;
+        let mean_g = g.iter().sum::<f64>() / n;
+        let mean_u = u.iter().sum::<f64>() / n;
+        let (mut m2_g, mut m2_u, mut c_gu) = (0.0, 0.0, 0.0);
+        for (a, b) in g.iter().zip(u) {
+            let (x, y) = (a - mean_g, b - mean_u);
+            m2_g += x * x;
+            m2_u += y * y;
+            c_gu += x * y;
+        }
+        Self {
+            n,
+            mean_g,
+            mean_u,
+            m2_g,
+            m2_u,
+            c_gu,
+        }
+    }
+
+    fn merge(self, o: Self) -> Self {
+        if self.n == 0.0 {
+            return o;
+        }
+        let n = self.n + o.n;
+        let (dg, du) = (o.mean_g - self.mean_g, o.mean_u - self.mean_u);
+        let w = self.n * o.n / n;
+        Self {
+            n,
+            mean_g: self.mean_g + dg * (o.n / n),
+            mean_u: self.mean_u + du * (o.n / n),
+            m2_g: self.m2_g + o.m2_g + dg * dg * w,
+            m2_u: self.m2_u + o.m2_u + du * du * w,
+            c_gu: self.c_gu + o.c_gu + dg * du * w,
+        }
+    }
+}
+
+/// [`ncc`] over values produced on the fly, each computed once: exact two-pass moments per
+/// cache-sized chunk, merged in chunk order (as stable as the global two-pass formula).
 fn ncc_by(n: usize, g: impl Fn(usize) -> f64 + Sync, u: impl Fn(usize) -> f64 + Sync) -> f64 {
     if n < 2 {
         return f64::NAN;
     }
-    let nf = n as f64;
-    let (sg, su) = chunked(n, |r| r.fold((0.0, 0.0), |a, i| (a.0 + g(i), a.1 + u(i))))
-        .into_iter()
-        .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-    let (mg, mu) = (sg / nf, su / nf);
-    let (sgg, suu, sgu) = chunked(n, |r| {
-        r.fold((0.0, 0.0, 0.0), |a, i| {
-            let (x, y) = (g(i) - mg, u(i) - mu);
-            (a.0 + x * x, a.1 + y * y, a.2 + x * y)
-        })
+    let m = chunked(n, |r| {
+        let gv: Vec<f64> = r.clone().map(&g).collect();
+        let uv: Vec<f64> = r.map(&u).collect();
+        Moments::of(&gv, &uv)
     })
     .into_iter()
-    .fold((0.0, 0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
-    if sgg == 0.0 || suu == 0.0 {
+    .fold(Moments::default(), Moments::merge);
+    if m.m2_g == 0.0 || m.m2_u == 0.0 {
         return f64::NAN;
     }
-    let (sd_g, sd_u) = ((sgg / (nf - 1.0)).sqrt(), (suu / (nf - 1.0)).sqrt());
-    sgu / (nf * sd_g * sd_u)
+    let nf = n as f64;
+    let (sd_g, sd_u) = ((m.m2_g / (nf - 1.0)).sqrt(), (m.m2_u / (nf - 1.0)).sqrt());
+    m.c_gu / (nf * sd_g * sd_u)
 }
 
 /// Binary entropy in nats of a probability clipped to [0, 1].
@@ -384,6 +429,8 @@ fn organ_metrics(
     let mut soft = 0.0f64;
     let mut line_dice_sum = 0.0f64;
     let mut line_slices = 0u64;
+    let mut flags = vec![0u8; n];
+    let mut errors = [0usize; 3];
     for z in 0..nz {
         let (mut slice_sum, mut slice_lines) = (0.0f64, 0u64);
         for y in 0..ny {
@@ -408,7 +455,17 @@ fn organ_metrics(
                 if bck {
                     sum_bck += f64::from(v);
                 }
-                let pk = labels[i] == k && !dis;
+                let decided = labels[i] == k;
+                let mut f = u8::from(decided) << 4;
+                for a in 0..3 {
+                    f |= u8::from(says[a]) << a;
+                    errors[a] += usize::from(says[a] != decided);
+                }
+                if ann[ki][i] > 0 {
+                    f |= flag::ANY_ORGAN;
+                }
+                flags[i] = f;
+                let pk = decided && !dis;
                 p_n += u64::from(pk);
                 inter += u64::from(pk && cons);
                 lp += u64::from(pk);
@@ -479,12 +536,16 @@ fn organ_metrics(
     let hausdorff = timed(&format!("organ {k} hausdorff"), || {
         organ_hausdorff(case, labels, k, spacing)
     });
+    let sorted = timed(&format!("organ {k} sort"), || {
+        SortedOrgan::new(prob, &flags)
+    });
+    drop(flags);
     let (auroc, compat_auroc, compat_aurc, compat_eaurc) =
         timed(&format!("organ {k} by probability"), || {
-            by_probability(case, k)
+            by_probability(&sorted)
         });
     let risk_coverage = timed(&format!("organ {k} by confidence"), || {
-        by_decision_confidence(case, labels, k)
+        by_decision_confidence(&sorted, errors)
     });
 
     OrganResult {
@@ -510,7 +571,8 @@ fn organ_metrics(
     }
 }
 
-/// §5: per annotator, `L == k` against `A_a == k`, all transforms on the organ's joint box.
+/// §5: per annotator, `L == k` against `A_a == k`, all transforms on the organ's joint box; the
+/// prediction's transforms serve all three annotators.
 fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -> Hausdorff {
     let ann = &case.annotations;
     let pair = |r: HausdorffResult| HausdorffPair {
@@ -522,13 +584,25 @@ fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -
     let any_ann = |i: usize| ann.iter().any(|a| a[i] == k);
     let mut per = BTreeMap::new();
     if let Some(bx) = Boxed::new(case.dims, |i| labels[i] == k, any_ann) {
-        // one box holds all four masks, so the prediction's transforms serve every annotator
-        let pred = Surface::new(bx.a.clone(), bx.dims, spacing);
+        let pred = Mask::new(bx.a.clone(), bx.dims);
+        let masks =
+            [0, 1, 2].map(|a| Mask::new(bx.extract(case.dims, |i| ann[a][i] == k), bx.dims));
+        let drawn: Vec<usize> = (0..3).filter(|a| masks[*a].any()).collect();
+        let mut buf = Vec::new();
+        let to_pred = if pred.any() {
+            let from: Vec<&Mask> = drawn.iter().map(|a| &masks[*a]).collect();
+            toward(&pred, &from, bx.dims, spacing, Units::All, &mut buf)
+        } else {
+            Vec::new()
+        };
         for a in 0..3 {
-            let m = bx.extract(case.dims, |i| ann[a][i] == k);
-            let r = match (pred.any(), m.iter().any(|v| *v)) {
-                (false, false) => HausdorffResult::NAN,
-                (true, true) => pred.distances(&Surface::new(m, bx.dims, spacing)),
+            let r = match (pred.any(), drawn.iter().position(|d| *d == a)) {
+                (false, None) => HausdorffResult::NAN,
+                (true, Some(j)) => {
+                    let from_pred =
+                        toward(&masks[a], &[&pred], bx.dims, spacing, Units::All, &mut buf);
+                    combine(&from_pred[0], &to_pred[j])
+                }
                 _ => HausdorffResult::INF,
             };
             per.insert((a + 1).to_string(), pair(r));
@@ -548,148 +622,121 @@ fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -
     }
 }
 
-/// statapp's `Hausdorff_a`: `{A_a > 0}` against `{L > 0}`, full sets, voxel units. One box holds
-/// all four masks so the prediction's transform is computed once.
+/// statapp's `Hausdorff_a`: `{A_a > 0}` against `{L > 0}`, full sets, voxel units, on the box of
+/// all four masks; null where either set is empty.
 fn compat_hausdorff(case: &CaseArrays, labels: &[u8]) -> [f64; 3] {
     let ann = &case.annotations;
     let any_ann = |i: usize| ann.iter().any(|a| a[i] > 0);
     let Some(bx) = Boxed::new(case.dims, |i| labels[i] > 0, any_ann) else {
         return [f64::NAN; 3];
     };
-    let unit = [1.0; 3];
-    let pred_edge = edges(&bx.a, bx.dims);
-    if !pred_edge.iter().any(|v| *v) {
+    let pred = Mask::new(bx.a.clone(), bx.dims);
+    if !pred.any() {
         return [f64::NAN; 3];
     }
-    let to_pred = squared_edt(&pred_edge, bx.dims, unit);
-    [0, 1, 2].map(|a| {
-        let m = bx.extract(case.dims, |i| ann[a][i] > 0);
-        let m_edge = edges(&m, bx.dims);
-        if !m_edge.iter().any(|v| *v) {
-            return f64::NAN;
-        }
-        // only voxel units are needed here, so the mm transforms of `Surface` are skipped
-        let to_m = squared_edt(&m_edge, bx.dims, unit);
-        directed_sq(&bx.a, &m, &to_m)
-            .max(directed_sq(&m, &bx.a, &to_pred))
-            .sqrt()
-    })
-}
-
-/// Tie groups of sorted items with their risks.
-fn risk_groups(items: &[Item], risk: impl Fn(Item) -> f64) -> impl Iterator<Item = Group> {
-    groups(items).map(move |(_, s, e)| Group {
-        count: e - s,
-        risk_sum: items[s..e].iter().map(|it| risk(*it)).sum(),
-        first_risk: risk(items[s]),
-    })
+    let masks = [0, 1, 2].map(|a| Mask::new(bx.extract(case.dims, |i| ann[a][i] > 0), bx.dims));
+    let drawn: Vec<usize> = (0..3).filter(|a| masks[*a].any()).collect();
+    let mut buf = Vec::new();
+    let unit = [1.0; 3];
+    let from: Vec<&Mask> = drawn.iter().map(|a| &masks[*a]).collect();
+    let to_pred = toward(&pred, &from, bx.dims, unit, Units::Voxels, &mut buf);
+    let mut out = [f64::NAN; 3];
+    for (j, a) in drawn.into_iter().enumerate() {
+        let from_pred = toward(&masks[a], &[&pred], bx.dims, unit, Units::Voxels, &mut buf);
+        out[a] = from_pred[0].full_sq_vox.max(to_pred[j].full_sq_vox).sqrt();
+    }
+    out
 }
 
 /// Rankings by `p_k`: per-annotator AUROC, and statapp's AUROC/AURC/EAURC with its bugs
 /// (annotator k's any-organ mask as ground truth, risk `|y - p|`, confidence `p`, no end point).
-fn by_probability(case: &CaseArrays, k: u8) -> (Auroc, f64, f64, f64) {
-    let ki = usize::from(k) - 1;
-    let ann = &case.annotations;
-    let prob = &case.probabilities[ki];
-    let mut items: Vec<Item> = (0..prob.len())
-        .map(|i| {
-            let mut bits = 0u32;
-            for a in 0..3 {
-                bits |= u32::from(ann[a][i] == k) << a;
-            }
-            bits |= u32::from(ann[ki][i] > 0) << 3;
-            item(prob[i], bits)
-        })
-        .collect();
-    radix_sort(&mut items);
-    let aurocs = ranking::aurocs(&items, 4);
+fn by_probability(sorted: &SortedOrgan) -> (Auroc, f64, f64, f64) {
+    let n = sorted.len();
+    let truth = |f: u8| f & flag::ANY_ORGAN != 0;
+    // risk |y - p| in f32, as statapp computes it
+    let risks = |p: f32| [f64::from(p.abs()), f64::from((1.0 - p).abs())];
+    let mut total = 0.0;
+    sorted.for_each_group(|p, flags| {
+        let ones = flags.iter().filter(|f| truth(**f)).count();
+        let [r0, r1] = risks(p);
+        total += (flags.len() - ones) as f64 * r0 + ones as f64 * r1;
+    });
+    let mut aurocs = SortedOrgan::auroc_state::<4>();
+    let mut values = ValuesLoop::new(n, total);
+    sorted.for_each_group(|p, flags| {
+        aurocs.push(flags);
+        let ones = flags.iter().filter(|f| truth(**f)).count();
+        let r = risks(p);
+        values.push(Group {
+            count: flags.len(),
+            risk_sum: (flags.len() - ones) as f64 * r[0] + ones as f64 * r[1],
+            first_risk: r[usize::from(truth(flags[0]))],
+        });
+    });
+    let aurocs = aurocs.finish();
+    let compat_aurc = values.finish(false);
+    // Geifman's optimum needs the risks in ascending order: `p` for y = 0 ascends with the sort,
+    // `1 - p` for y = 1 ascends in reverse, so merging the two runs sorts them without a sort
+    let risk = |i: usize| risks(sorted.prob(i))[usize::from(truth(sorted.flags(i)))];
+    let next_zero = |mut i: usize| {
+        while i < n && truth(sorted.flags(i)) {
+            i += 1;
+        }
+        i
+    };
+    let next_one = |mut i: usize| {
+        while i > 0 && !truth(sorted.flags(i - 1)) {
+            i -= 1;
+        }
+        i
+    };
+    let (mut zero, mut one) = (next_zero(0), next_one(n));
+    let merged = std::iter::from_fn(|| {
+        let take_zero = match (zero < n, one > 0) {
+            (true, true) => risk(zero) <= risk(one - 1),
+            (z, o) => z && !o,
+        };
+        if take_zero {
+            let r = risk(zero);
+            zero = next_zero(zero + 1);
+            Some(r)
+        } else if one > 0 {
+            let r = risk(one - 1);
+            one = next_one(one - 1);
+            Some(r)
+        } else {
+            None
+        }
+    });
+    let opt = ranking::aurc_geifman(merged, n);
     let per: BTreeMap<String, Real> = (0..3)
         .map(|a| ((a + 1).to_string(), Real(aurocs[a])))
         .collect();
-    let mean = Real(nan_mean(&aurocs[..3]));
-    let compat_auroc = aurocs[3];
-
-    let risk = |it: Item| {
-        let y = (payload_of(it) >> 3 & 1) as f32;
-        f64::from((y - ranking::unsortable(ranking::key_of(it))).abs())
-    };
-    let total: f64 = items.iter().map(|it| risk(*it)).sum();
-    let compat_aurc =
-        ranking::aurc_values_loop(risk_groups(&items, risk), items.len(), total, false);
-    // Geifman's optimum needs the risks in ascending order: `p` for y = 0 ascends with the sort,
-    // `1 - p` for y = 1 ascends in reverse, so merging the two runs sorts them without a sort
-    let n = items.len();
-    let is_zero = |it: &&Item| payload_of(**it) >> 3 & 1 == 0;
-    let mut a = items.iter().filter(is_zero).map(|it| risk(*it)).peekable();
-    let mut b = items
-        .iter()
-        .rev()
-        .filter(|it| !is_zero(it))
-        .map(|it| risk(*it))
-        .peekable();
-    let merged = std::iter::from_fn(|| match (a.peek(), b.peek()) {
-        (Some(x), Some(y)) if x <= y => a.next(),
-        (Some(_), Some(_)) => b.next(),
-        (Some(_), None) => a.next(),
-        (None, _) => b.next(),
-    });
-    let opt = ranking::aurc_geifman(merged, n);
     let auroc = Auroc {
         per_annotator: per,
-        mean,
+        mean: Real(nan_mean(&aurocs[..3])),
     };
-    (auroc, compat_auroc, compat_aurc, compat_aurc - opt)
+    (auroc, aurocs[3], compat_aurc, compat_aurc - opt)
 }
 
 /// §11: selective classification of the decision `L == k` with confidence in that decision.
-fn by_decision_confidence(case: &CaseArrays, labels: &[u8], k: u8) -> RiskCoverage {
-    let ki = usize::from(k) - 1;
-    let ann = &case.annotations;
-    let prob = &case.probabilities[ki];
-    let n = prob.len();
-    let mut items: Vec<Item> = (0..n)
-        .map(|i| {
-            let pos = labels[i] == k;
-            let conf = if pos { prob[i] } else { 1.0 - prob[i] };
-            let mut bits = u32::from(pos) << 3;
-            for a in 0..3 {
-                bits |= u32::from(ann[a][i] == k) << a;
-            }
-            item(conf, bits)
-        })
-        .collect();
-    radix_sort(&mut items);
-    // risk for annotator a: the decision (bit 3) disagrees with the annotator (bit a)
-    let wrong = |it: Item, a: usize| {
-        let b = payload_of(it);
-        (b >> 3 & 1) != (b >> a & 1)
-    };
-    let mut errors = [0usize; 3];
-    for it in &items {
-        for (a, e) in errors.iter_mut().enumerate() {
-            *e += usize::from(wrong(*it, a));
-        }
-    }
-    // all three annotators' curves in one pass over the sorted voxels
+/// `errors[a]` counts the voxels where annotator a disagrees with the decision.
+fn by_decision_confidence(sorted: &SortedOrgan, errors: [usize; 3]) -> RiskCoverage {
+    let n = sorted.len();
+    // all three annotators' curves in one pass over the confidence order
     let mut tie: [TieAware; 3] = std::array::from_fn(|a| TieAware::new(n, errors[a] as f64));
     let mut values: [ValuesLoop; 3] = std::array::from_fn(|a| ValuesLoop::new(n, errors[a] as f64));
-    for (_, s, e) in groups(&items) {
-        let mut sums = [0usize; 3];
-        for it in &items[s..e] {
-            for (a, c) in sums.iter_mut().enumerate() {
-                *c += usize::from(wrong(*it, a));
-            }
-        }
+    sorted.decision_groups(|g| {
         for a in 0..3 {
-            let g = Group {
-                count: e - s,
-                risk_sum: sums[a] as f64,
-                first_risk: f64::from(u8::from(wrong(items[s], a))),
+            let group = Group {
+                count: g.count,
+                risk_sum: g.errors[a] as f64,
+                first_risk: f64::from(u8::from(g.first_wrong[a])),
             };
-            tie[a].push(g);
-            values[a].push(g);
+            tie[a].push(group);
+            values[a].push(group);
         }
-    }
+    });
     let mut per = BTreeMap::new();
     for a in 0..3 {
         let (aurc, value) = (tie[a].finish(), values[a].finish(true));

@@ -1,6 +1,6 @@
 //! Hausdorff distances (METRICS.md §5) from exact distance transforms, never from point pairs.
 
-use crate::edt::squared_edt;
+use crate::edt::squared_edt_into;
 
 /// Distances between two masks on one grid.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,63 +105,96 @@ impl Boxed {
     }
 }
 
-/// Largest squared distance from the voxels of `from` outside `other` to `other`, given the
-/// transform of `other`'s edge voxels. For a voxel outside a mask the nearest mask voxel is always
-/// an edge voxel (a step from an interior voxel towards the query would be closer and still
-/// inside), so edge transforms give full-set distances and full-mask transforms are never needed.
-pub fn directed_sq(from: &[bool], other: &[bool], other_to_edge: &[f64]) -> f64 {
-    (0..from.len())
-        .filter(|i| from[*i] && !other[*i])
-        .map(|i| other_to_edge[i])
-        .fold(0.0f64, f64::max)
-}
-
-/// A mask with the distance transforms of its edge voxels, in the spacing's units and in voxels.
+/// A mask of a box with its edge voxels.
 #[derive(Debug)]
-pub struct Surface {
-    mask: Vec<bool>,
-    edge: Vec<bool>,
-    to_edge: Vec<f64>,
-    to_edge_vox: Vec<f64>,
+pub struct Mask {
+    pub mask: Vec<bool>,
+    pub edge: Vec<bool>,
 }
 
-impl Surface {
-    pub fn new(mask: Vec<bool>, dims: [usize; 3], spacing: [f64; 3]) -> Self {
+impl Mask {
+    pub fn new(mask: Vec<bool>, dims: [usize; 3]) -> Self {
         let edge = edges(&mask, dims);
-        Self {
-            to_edge: squared_edt(&edge, dims, spacing),
-            to_edge_vox: squared_edt(&edge, dims, [1.0; 3]),
-            mask,
-            edge,
-        }
+        Self { mask, edge }
     }
 
     pub fn any(&self) -> bool {
-        self.mask.iter().any(|v| *v)
+        self.mask.contains(&true)
     }
+}
 
-    /// All distances to another non-empty mask of the same box.
-    pub fn distances(&self, other: &Surface) -> HausdorffResult {
-        let full = |mine: &[f64], theirs: &[f64]| {
-            directed_sq(&self.mask, &other.mask, theirs)
-                .max(directed_sq(&other.mask, &self.mask, mine))
-                .sqrt()
-        };
-        let at_edges = |s: &Surface, d: &[f64]| -> Vec<f64> {
-            (0..s.edge.len())
-                .filter(|i| s.edge[*i])
-                .map(|i| d[i].sqrt())
-                .collect()
-        };
-        let mut ab = at_edges(self, &other.to_edge);
-        let mut ba = at_edges(other, &self.to_edge);
-        let max = |v: &[f64]| v.iter().copied().fold(0.0f64, f64::max);
-        HausdorffResult {
-            hd: full(&self.to_edge, &other.to_edge),
-            hd_vox: full(&self.to_edge_vox, &other.to_edge_vox),
-            hd_surface: max(&ab).max(max(&ba)),
-            hd95: percentile(&mut ab, 95.0).max(percentile(&mut ba, 95.0)),
+/// Distances from one mask's voxels to another mask (see [`toward`]).
+#[derive(Debug, Clone, Default)]
+pub struct Toward {
+    /// Largest squared distance of a voxel outside the target, in the spacing's units.
+    pub full_sq: f64,
+    /// The same in voxel units.
+    pub full_sq_vox: f64,
+    /// Distance of each edge voxel to the target's edge, in the spacing's units.
+    pub edge: Vec<f64>,
+}
+
+/// Which distances [`toward`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Units {
+    /// Full-set distances in voxel units only (statapp's Hausdorff).
+    Voxels,
+    /// Everything in [`Toward`].
+    All,
+}
+
+/// Distances from the voxels of each mask of `from` to the non-empty mask `to`, all from one
+/// transform per unit of `to`'s edge voxels, evaluated only where they are read. For a voxel
+/// outside a mask the nearest mask voxel is always an edge voxel (a step from an interior voxel
+/// towards the query would be closer and still inside), so edge transforms give full-set
+/// distances. `buf` is reused between calls.
+pub fn toward(
+    to: &Mask,
+    from: &[&Mask],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    units: Units,
+    buf: &mut Vec<f64>,
+) -> Vec<Toward> {
+    let outside = |f: &Mask, i: usize| f.mask[i] && !to.mask[i];
+    let max_outside = |f: &Mask, d: &[f64]| {
+        (0..d.len())
+            .filter(|i| outside(f, *i))
+            .map(|i| d[i])
+            .fold(0.0f64, f64::max)
+    };
+    let mut out = vec![Toward::default(); from.len()];
+    let n = to.mask.len();
+    let needed: Vec<bool> = (0..n).map(|i| from.iter().any(|f| outside(f, i))).collect();
+    squared_edt_into(&to.edge, dims, [1.0; 3], Some(&needed), buf);
+    for (o, f) in out.iter_mut().zip(from) {
+        o.full_sq_vox = max_outside(f, buf);
+    }
+    if units == Units::All {
+        let needed: Vec<bool> = (0..n)
+            .map(|i| needed[i] || from.iter().any(|f| f.edge[i]))
+            .collect();
+        squared_edt_into(&to.edge, dims, spacing, Some(&needed), buf);
+        for (o, f) in out.iter_mut().zip(from) {
+            o.full_sq = max_outside(f, buf);
+            o.edge = (0..n)
+                .filter(|i| f.edge[*i])
+                .map(|i| buf[i].sqrt())
+                .collect();
         }
+    }
+    out
+}
+
+/// All distances between two non-empty masks from their [`toward`] results.
+pub fn combine(a_to_b: &Toward, b_to_a: &Toward) -> HausdorffResult {
+    let max = |v: &[f64]| v.iter().copied().fold(0.0f64, f64::max);
+    let p95 = |v: &[f64]| percentile(&mut v.to_vec(), 95.0);
+    HausdorffResult {
+        hd: a_to_b.full_sq.max(b_to_a.full_sq).sqrt(),
+        hd_vox: a_to_b.full_sq_vox.max(b_to_a.full_sq_vox).sqrt(),
+        hd_surface: max(&a_to_b.edge).max(max(&b_to_a.edge)),
+        hd95: p95(&a_to_b.edge).max(p95(&b_to_a.edge)),
     }
 }
 
@@ -223,11 +256,16 @@ pub fn percentile(values: &mut [f64], q: f64) -> f64 {
 
 /// All distances between the two masks of a box; NaN if both are empty, inf if one is.
 pub fn hausdorff(bx: &Boxed, spacing: [f64; 3]) -> HausdorffResult {
-    let a = Surface::new(bx.a.clone(), bx.dims, spacing);
-    let b = Surface::new(bx.b.clone(), bx.dims, spacing);
+    let a = Mask::new(bx.a.clone(), bx.dims);
+    let b = Mask::new(bx.b.clone(), bx.dims);
     match (a.any(), b.any()) {
         (false, false) => HausdorffResult::NAN,
-        (true, true) => a.distances(&b),
+        (true, true) => {
+            let mut buf = Vec::new();
+            let ab = toward(&b, &[&a], bx.dims, spacing, Units::All, &mut buf);
+            let ba = toward(&a, &[&b], bx.dims, spacing, Units::All, &mut buf);
+            combine(&ab[0], &ba[0])
+        }
         _ => HausdorffResult::INF,
     }
 }

@@ -1,5 +1,5 @@
-//! Loading a case from NIfTI files: validation, ROI cropping as early as possible (so a large
-//! case holds at most one full-size probability map at a time), then scoring.
+//! Loading a case from NIfTI files: the six volumes decoded in parallel, validation, cropping to
+//! the ROI, then scoring. A large case briefly holds its three full-size probability maps.
 
 use crate::compute::{CaseArrays, CaseMeta, compute};
 use crate::report::CaseMetrics;
@@ -42,6 +42,12 @@ fn check_shape(path: &Path, g: &Geometry, expected: [usize; 3]) -> Result<(), Me
     Ok(())
 }
 
+/// `[f(0), f(1), f(2)]`, run in parallel.
+fn par3<T: Send>(f: impl Fn(usize) -> T + Sync) -> [T; 3] {
+    let (a, (b, c)) = rayon::join(|| f(0), || rayon::join(|| f(1), || f(2)));
+    [a, b, c]
+}
+
 /// Reads, validates and crops a case to its ROI.
 pub fn load_case(
     paths: &CasePaths,
@@ -50,12 +56,18 @@ pub fn load_case(
     let opts = ReadOptions::default();
     let read_labels =
         |p: &Path| -> Result<Volume<u8>, MetricsError> { Ok(read_nifti(p, &opts)?.to_labels(3)?) };
-    let a1 = read_labels(&paths.annotations[0])?;
+    let read_prob =
+        |p: &Path| -> Result<Volume<f32>, MetricsError> { Ok(read_nifti(p, &opts)?.into_f32()) };
+    // decompression dominates loading: all six files at once keeps both cores busy; errors are
+    // still reported in argument order
+    let ([a1, a2, a3], probabilities) = rayon::join(
+        || par3(|i| read_labels(&paths.annotations[i])),
+        || par3(|i| read_prob(&paths.probabilities[i])),
+    );
+    let (a1, a2, a3) = (a1?, a2?, a3?);
     let shape = a1.shape_zyx();
     let geometry = a1.geometry().clone();
-    let a2 = read_labels(&paths.annotations[1])?;
     check_shape(&paths.annotations[1], a2.geometry(), shape)?;
-    let a3 = read_labels(&paths.annotations[2])?;
     check_shape(&paths.annotations[2], a3.geometry(), shape)?;
 
     let roi = match roi_mode {
@@ -77,18 +89,13 @@ pub fn load_case(
     }
     let annotations = [&a1, &a2, &a3].map(|a| roi.crop(a.data()));
     drop((a1, a2, a3));
-    // decompression dominates loading: read the three maps in parallel
-    let read_prob = |path: &PathBuf| -> Result<Vec<f32>, MetricsError> {
-        let img = read_nifti(path, &opts)?;
-        check_shape(path, &img.geometry, shape)?;
-        Ok(roi.crop(img.into_f32().data()))
+    let [p1, p2, p3] = probabilities;
+    let crop_prob = |i: usize, prob: Result<Volume<f32>, MetricsError>| {
+        let prob = prob?;
+        check_shape(&paths.probabilities[i], prob.geometry(), shape)?;
+        Ok::<_, MetricsError>(roi.crop(prob.data()))
     };
-    let [p1, p2, p3] = &paths.probabilities;
-    let (r1, (r2, r3)) = rayon::join(
-        || read_prob(p1),
-        || rayon::join(|| read_prob(p2), || read_prob(p3)),
-    );
-    let probabilities = [r1?, r2?, r3?];
+    let probabilities = [crop_prob(0, p1)?, crop_prob(1, p2)?, crop_prob(2, p3)?];
     let prediction = match &paths.prediction {
         Some(path) => {
             let l = read_labels(path)?;

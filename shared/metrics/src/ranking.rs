@@ -39,25 +39,29 @@ pub fn payload_of(i: Item) -> u32 {
     i as u32
 }
 
-/// Stable sort by the key (high 32 bits) only: 3 passes of 11 bits.
+/// Stable sort by the key (high 32 bits) only: 3 passes of 11 bits, histograms counted in one
+/// read of the items.
 pub fn radix_sort(items: &mut Vec<Item>) {
-    let mut buf = vec![0u64; items.len()];
-    for pass in 0..3 {
-        let shift = 32 + pass * 11;
-        let mut count = vec![0usize; 2049];
-        for it in items.iter() {
-            count[((it >> shift) & 0x7FF) as usize + 1] += 1;
+    let mut count = [[0usize; 2048]; 3];
+    for it in items.iter() {
+        for (pass, c) in count.iter_mut().enumerate() {
+            c[((it >> (32 + pass * 11)) & 0x7FF) as usize] += 1;
         }
-        if count[1..].contains(&items.len()) {
+    }
+    let mut buf = vec![0u64; items.len()];
+    for (pass, c) in count.iter_mut().enumerate() {
+        if c.contains(&items.len()) {
             continue; // every key has the same digit: nothing moves
         }
-        for d in 1..2049 {
-            count[d] += count[d - 1];
+        let mut start = 0;
+        for slot in c.iter_mut() {
+            (*slot, start) = (start, start + *slot);
         }
+        let shift = 32 + pass * 11;
         for it in items.iter() {
             let d = ((it >> shift) & 0x7FF) as usize;
-            buf[count[d]] = *it;
-            count[d] += 1;
+            buf[c[d]] = *it;
+            c[d] += 1;
         }
         std::mem::swap(items, &mut buf);
     }
@@ -81,57 +85,185 @@ pub fn groups(items: &[Item]) -> impl Iterator<Item = (u32, usize, usize)> + '_ 
     })
 }
 
-/// AUROC of the key (ascending sort) against the payload bit `bit`, ties by the trapezoid rule
-/// (sklearn `roc_auc_score`); NaN with a single class.
-pub fn auroc(sorted: &[Item], bit: u32) -> f64 {
-    // pairs (pos, neg) with pos ranked above neg, ties counting one half: kept doubled, exact
-    let (mut num, mut neg_below, mut pos_total) = (0u128, 0u128, 0u128);
-    for (_, s, e) in groups(sorted) {
-        let pos = sorted[s..e]
-            .iter()
-            .filter(|i| payload_of(**i) >> bit & 1 == 1)
-            .count() as u128;
-        let neg = (e - s) as u128 - pos;
-        num += pos * (2 * neg_below + neg);
-        neg_below += neg;
-        pos_total += pos;
-    }
-    if pos_total == 0 || neg_below == 0 {
-        return f64::NAN;
-    }
-    num as f64 / (2.0 * pos_total as f64 * neg_below as f64)
+/// Flag bits of one voxel for organ `k`: bits 0..=2 say annotator 1..=3 drew `k`; the other two:
+pub mod flag {
+    /// Annotator `k` drew any organ (statapp's ground truth for organ `k`).
+    pub const ANY_ORGAN: u8 = 1 << 3;
+    /// The prediction `L` is `k`.
+    pub const DECIDED: u8 = 1 << 4;
 }
 
-/// [`auroc`] for payload bits `0..bits` in one pass over the sorted items.
-pub fn aurocs(sorted: &[Item], bits: usize) -> Vec<f64> {
-    let mut num = vec![0u128; bits];
-    let mut neg_below = vec![0u128; bits];
-    let mut pos_total = vec![0u128; bits];
-    let mut pos = vec![0u128; bits];
-    for (_, s, e) in groups(sorted) {
-        pos.iter_mut().for_each(|p| *p = 0);
-        for it in &sorted[s..e] {
-            let p = payload_of(*it);
-            for (b, c) in pos.iter_mut().enumerate() {
-                *c += u128::from(p >> b & 1);
+/// The voxels of one organ sorted once by `p_k` (stable, so ties stay in voxel order), with their
+/// flags gathered into sort order. Every ranking of the organ streams over this one order: the
+/// decision confidence (`p` where `L == k`, `1 - p` elsewhere) is a merge of its two halves.
+#[derive(Debug)]
+pub struct SortedOrgan {
+    /// Sortable key of `p` in the high bits, voxel index in the low 32 bits.
+    items: Vec<Item>,
+    flags: Vec<u8>,
+}
+
+impl SortedOrgan {
+    /// `prob` and `flags` are per voxel; at most `u32::MAX` voxels (the reader caps volumes far
+    /// below that).
+    pub fn new(prob: &[f32], flags: &[u8]) -> Self {
+        let mut items: Vec<Item> = prob
+            .iter()
+            .enumerate()
+            .map(|(i, p)| item(*p, i as u32))
+            .collect();
+        radix_sort(&mut items);
+        let flags = items
+            .iter()
+            .map(|it| flags[payload_of(*it) as usize])
+            .collect();
+        Self { items, flags }
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// `p` of the i-th voxel in sort order.
+    pub fn prob(&self, i: usize) -> f32 {
+        unsortable(key_of(self.items[i]))
+    }
+
+    pub fn flags(&self, i: usize) -> u8 {
+        self.flags[i]
+    }
+
+    /// Calls `f(p, flags of the group)` for each tie group of `p`, in ascending order.
+    pub fn for_each_group(&self, mut f: impl FnMut(f32, &[u8])) {
+        let mut start = 0;
+        while start < self.items.len() {
+            let key = key_of(self.items[start]);
+            let mut end = start + 1;
+            while end < self.items.len() && key_of(self.items[end]) == key {
+                end += 1;
             }
-        }
-        for b in 0..bits {
-            let neg = (e - s) as u128 - pos[b];
-            num[b] += pos[b] * (2 * neg_below[b] + neg);
-            neg_below[b] += neg;
-            pos_total[b] += pos[b];
+            f(unsortable(key), &self.flags[start..end]);
+            start = end;
         }
     }
-    (0..bits)
-        .map(|b| {
-            if pos_total[b] == 0 || neg_below[b] == 0 {
+
+    /// sklearn AUROC of `p` against flag bits `0..N`, from per-group positive counts ; feed every group of [`Self::for_each_group`] in order.
+    pub fn auroc_state<const N: usize>() -> AurocState<N> {
+        AurocState {
+            num: [0; N],
+            neg_below: [0; N],
+            pos_total: [0; N],
+        }
+    }
+
+    /// Tie groups of the decision confidence in ascending order, with each annotator's errors
+    /// (the decision `L == k` disagrees with the annotator). Decided voxels (`p`) ascend with the
+    /// sort and the others (`1 - p`) descend, so the order is a merge from both ends; a tie may
+    /// join several `p` groups, so the first voxel in voxel order is found by index.
+    pub fn decision_groups(&self, mut group: impl FnMut(DecisionGroup)) {
+        let n = self.len();
+        let decided = |i: usize| self.flags[i] & flag::DECIDED != 0;
+        let conf_key = |i: usize| {
+            if decided(i) {
+                key_of(self.items[i])
+            } else {
+                sortable(1.0 - self.prob(i))
+            }
+        };
+        let wrong = |f: u8| [0, 1, 2].map(|a| (f >> 4 & 1) != (f >> a & 1));
+        // cursors: the next decided voxel upwards, the next undecided one downwards (exclusive)
+        let next_up = |mut i: usize| {
+            while i < n && !decided(i) {
+                i += 1;
+            }
+            i
+        };
+        let next_down = |mut i: usize| {
+            while i > 0 && decided(i - 1) {
+                i -= 1;
+            }
+            i
+        };
+        let (mut up, mut down) = (next_up(0), next_down(n));
+        loop {
+            let key = match (up < n, down > 0) {
+                (true, true) => conf_key(up).min(conf_key(down - 1)),
+                (true, false) => conf_key(up),
+                (false, true) => conf_key(down - 1),
+                (false, false) => break,
+            };
+            let mut g = DecisionGroup::default();
+            let mut first = (u32::MAX, 0u8);
+            let mut add = |i: usize| {
+                let f = self.flags[i];
+                g.count += 1;
+                for (e, w) in g.errors.iter_mut().zip(wrong(f)) {
+                    *e += usize::from(w);
+                }
+                first = first.min((payload_of(self.items[i]), f));
+            };
+            while up < n && conf_key(up) == key {
+                add(up);
+                up = next_up(up + 1);
+            }
+            while down > 0 && conf_key(down - 1) == key {
+                add(down - 1);
+                down = next_down(down - 1);
+            }
+            g.first_wrong = wrong(first.1);
+            group(g);
+        }
+    }
+}
+
+/// Streaming AUROC over tie groups, one per flag bit; counts are exact integers.
+#[derive(Debug, Clone)]
+pub struct AurocState<const N: usize> {
+    num: [u128; N],
+    neg_below: [u64; N],
+    pos_total: [u64; N],
+}
+
+impl<const N: usize> AurocState<N> {
+    /// One tie group, as its flags.
+    pub fn push(&mut self, flags: &[u8]) {
+        let mut pos = [0u64; N];
+        for f in flags {
+            for (b, c) in pos.iter_mut().enumerate() {
+                *c += u64::from(f >> b & 1);
+            }
+        }
+        for b in 0..N {
+            let neg = flags.len() as u64 - pos[b];
+            self.num[b] += u128::from(pos[b]) * u128::from(2 * self.neg_below[b] + neg);
+            self.neg_below[b] += neg;
+            self.pos_total[b] += pos[b];
+        }
+    }
+
+    pub fn finish(&self) -> [f64; N] {
+        std::array::from_fn(|b| {
+            if self.pos_total[b] == 0 || self.neg_below[b] == 0 {
                 f64::NAN
             } else {
-                num[b] as f64 / (2.0 * pos_total[b] as f64 * neg_below[b] as f64)
+                self.num[b] as f64 / (2.0 * self.pos_total[b] as f64 * self.neg_below[b] as f64)
             }
         })
-        .collect()
+    }
+}
+
+/// A tie group of the decision confidence (see [`SortedOrgan::decision_groups`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecisionGroup {
+    pub count: usize,
+    /// Voxels where annotator a disagrees with the decision.
+    pub errors: [usize; 3],
+    /// Whether annotator a disagrees at the group's first voxel in voxel order.
+    pub first_wrong: [bool; 3],
 }
 
 /// A tie group of a risk-coverage curve in ascending confidence order.
@@ -370,16 +502,76 @@ mod tests {
         assert_eq!(unsortable(sortable(-2.5)), -2.5);
     }
 
+    fn auroc_of(probs: &[f32], labels: &[u8]) -> f64 {
+        let sorted = SortedOrgan::new(probs, labels);
+        let mut state = SortedOrgan::auroc_state::<1>();
+        sorted.for_each_group(|_, flags| state.push(flags));
+        state.finish()[0]
+    }
+
     #[test]
     fn auroc_with_ties() {
         // scores 0.1 0.4 0.35 0.8, labels 0 0 1 1 -> 0.75 (sklearn's doc example)
-        let mut items = vec![item(0.1, 0), item(0.4, 0), item(0.35, 1), item(0.8, 1)];
-        radix_sort(&mut items);
-        assert_eq!(auroc(&items, 0), 0.75);
-        let mut tie = vec![item(0.5, 0), item(0.5, 1)];
-        radix_sort(&mut tie);
-        assert_eq!(auroc(&tie, 0), 0.5);
-        assert!(auroc(&[item(0.5, 1)], 0).is_nan());
+        assert_eq!(auroc_of(&[0.1, 0.4, 0.35, 0.8], &[0, 0, 1, 1]), 0.75);
+        assert_eq!(auroc_of(&[0.5, 0.5], &[0, 1]), 0.5);
+        assert!(auroc_of(&[0.5], &[1]).is_nan());
+    }
+
+    #[test]
+    fn decision_groups_match_a_stable_sort_of_the_confidence() {
+        // tiny probabilities collapse onto 1 - p == 1.0, so one confidence tie spans several
+        // p groups and decided and undecided voxels
+        let grid = [0.0f32, 1e-9, 2e-9, 3e-8, 0.25, 0.5, 0.75, 1.0 - 1e-8, 1.0];
+        let mut state = 7u64;
+        let mut rand = |m: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % m
+        };
+        let n = 3000;
+        let probs: Vec<f32> = (0..n)
+            .map(|_| match rand(3) {
+                0 => grid[rand(grid.len() as u64) as usize],
+                _ => rand(1000) as f32 / 997.0,
+            })
+            .collect();
+        let flags: Vec<u8> = (0..n).map(|_| rand(32) as u8).collect();
+        let conf: Vec<f32> = (0..n)
+            .map(|i| {
+                if flags[i] & flag::DECIDED != 0 {
+                    probs[i]
+                } else {
+                    1.0 - probs[i]
+                }
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|i| sortable(conf[*i])); // stable
+        let wrong = |f: u8, a: usize| (f >> 4 & 1) != (f >> a & 1);
+        let mut want = Vec::new();
+        let mut s = 0;
+        while s < n {
+            let mut e = s + 1;
+            while e < n && sortable(conf[order[e]]) == sortable(conf[order[s]]) {
+                e += 1;
+            }
+            let members = &order[s..e];
+            want.push((
+                e - s,
+                [0, 1, 2].map(|a| members.iter().filter(|i| wrong(flags[**i], a)).count()),
+                [0, 1, 2].map(|a| wrong(flags[members[0]], a)),
+            ));
+            s = e;
+        }
+        let mut got = Vec::new();
+        SortedOrgan::new(&probs, &flags)
+            .decision_groups(|g| got.push((g.count, g.errors, g.first_wrong)));
+        assert!(
+            want.iter().any(|g| g.0 > 50),
+            "a large tie group is covered"
+        );
+        assert_eq!(got, want);
     }
 
     #[test]
