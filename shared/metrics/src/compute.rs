@@ -84,10 +84,16 @@ pub fn compute(case: &CaseArrays, meta: CaseMeta) -> CaseMetrics {
     let p = &case.probabilities;
     let labels: Vec<u8> = match &case.prediction {
         Some(l) => l.clone(),
-        None => (0..n)
-            .into_par_iter()
-            .map(|i| argmax4([p0(p, i), p[0][i], p[1][i], p[2][i]]))
-            .collect(),
+        None => {
+            let mut l = vec![0u8; n];
+            l.par_chunks_mut(1 << 16).enumerate().for_each(|(c, out)| {
+                for (j, v) in out.iter_mut().enumerate() {
+                    let i = (c << 16) + j;
+                    *v = argmax4([p0(p, i), p[0][i], p[1][i], p[2][i]]);
+                }
+            });
+            l
+        }
     };
     let spacing = meta.spacing_zyx_mm;
     let voxel_volume = spacing[0] * spacing[1] * spacing[2];
@@ -252,16 +258,17 @@ fn voxel_pass(case: &CaseArrays, labels: &[u8]) -> GlobalStats {
     let n = labels.len();
     let p = &case.probabilities;
     let ann = &case.annotations;
-    let (negative_p0, outside) = (0..n)
-        .into_par_iter()
-        .map(|i| {
+    let (negative_p0, outside) = chunked(n, |range| {
+        range.fold((0u64, false), |(neg, out), i| {
             let q = [p0(p, i), p[0][i], p[1][i], p[2][i]];
             (
-                u64::from(q[0] < 0.0),
-                q.iter().any(|v| !(0.0..=1.0).contains(v)),
+                neg + u64::from(q[0] < 0.0),
+                out || q.iter().any(|v| !(0.0..=1.0).contains(v)),
             )
         })
-        .reduce(|| (0, false), |a, b| (a.0 + b.0, a.1 || b.1));
+    })
+    .into_iter()
+    .fold((0, false), |a, b| (a.0 + b.0, a.1 || b.1));
     let parts = chunked(n, |range| {
         let mut acc = PassAcc::default();
         for i in range {
@@ -430,6 +437,7 @@ fn organ_metrics(
     let mut line_dice_sum = 0.0f64;
     let mut line_slices = 0u64;
     let mut flags = vec![0u8; n];
+    let mut total_risk = 0.0f64;
     let mut errors = [0usize; 3];
     for z in 0..nz {
         let (mut slice_sum, mut slice_lines) = (0.0f64, 0u64);
@@ -444,6 +452,7 @@ fn organ_metrics(
                 }
                 let v = prob[i];
                 soft += f64::from(v);
+                total_risk += compat_risks(v)[usize::from(ann[ki][i] > 0)];
                 let (cons, bck) = (votes == 3, votes == 0);
                 let dis = !cons && !bck;
                 c_n += u64::from(cons);
@@ -532,21 +541,38 @@ fn organ_metrics(
         let c = (0..3).filter(|a| ann[*a][i] == k).count() as f64 / 3.0;
         c * (1.0 - c)
     };
-    let organ_ncc = ncc_by(n, variance, |i| binary_entropy(prob[i]));
-    let hausdorff = timed(&format!("organ {k} hausdorff"), || {
-        organ_hausdorff(case, labels, k, spacing)
-    });
-    let sorted = timed(&format!("organ {k} sort"), || {
-        SortedOrgan::new(prob, &flags)
-    });
-    drop(flags);
-    let (auroc, compat_auroc, compat_aurc, compat_eaurc) =
-        timed(&format!("organ {k} by probability"), || {
-            by_probability(&sorted)
-        });
-    let risk_coverage = timed(&format!("organ {k} by confidence"), || {
-        by_decision_confidence(&sorted, errors)
-    });
+    // the transforms, the rankings and the NCC are independent: side by side, so the other
+    // core has work while the largest organ finishes
+    let (hausdorff, (((auroc, compat_auroc, compat_aurc, compat_eaurc), risk_coverage), organ_ncc)) =
+        rayon::join(
+            || {
+                timed(&format!("organ {k} hausdorff"), || {
+                    organ_hausdorff(case, labels, k, spacing)
+                })
+            },
+            || {
+                rayon::join(
+                    || {
+                        let sorted = timed(&format!("organ {k} sort"), || {
+                            SortedOrgan::new(prob, &flags)
+                        });
+                        rayon::join(
+                            || {
+                                timed(&format!("organ {k} by probability"), || {
+                                    by_probability(&sorted, total_risk)
+                                })
+                            },
+                            || {
+                                timed(&format!("organ {k} by confidence"), || {
+                                    by_decision_confidence(&sorted, errors)
+                                })
+                            },
+                        )
+                    },
+                    || ncc_by(n, variance, |i| binary_entropy(prob[i])),
+                )
+            },
+        );
 
     OrganResult {
         organ: Organ {
@@ -650,23 +676,15 @@ fn compat_hausdorff(case: &CaseArrays, labels: &[u8]) -> [f64; 3] {
 
 /// Rankings by `p_k`: per-annotator AUROC, and statapp's AUROC/AURC/EAURC with its bugs
 /// (annotator k's any-organ mask as ground truth, risk `|y - p|`, confidence `p`, no end point).
-fn by_probability(sorted: &SortedOrgan) -> (Auroc, f64, f64, f64) {
+fn by_probability(sorted: &SortedOrgan, total_risk: f64) -> (Auroc, f64, f64, f64) {
     let n = sorted.len();
     let truth = |f: u8| f & flag::ANY_ORGAN != 0;
-    // risk |y - p| in f32, as statapp computes it
-    let risks = |p: f32| [f64::from(p.abs()), f64::from((1.0 - p).abs())];
-    let mut total = 0.0;
-    sorted.for_each_group(|p, flags| {
-        let ones = flags.iter().filter(|f| truth(**f)).count();
-        let [r0, r1] = risks(p);
-        total += (flags.len() - ones) as f64 * r0 + ones as f64 * r1;
-    });
     let mut aurocs = SortedOrgan::auroc_state::<4>();
-    let mut values = ValuesLoop::new(n, total);
+    let mut values = ValuesLoop::new(n, total_risk);
     sorted.for_each_group(|p, flags| {
         aurocs.push(flags);
         let ones = flags.iter().filter(|f| truth(**f)).count();
-        let r = risks(p);
+        let r = compat_risks(p);
         values.push(Group {
             count: flags.len(),
             risk_sum: (flags.len() - ones) as f64 * r[0] + ones as f64 * r[1],
@@ -677,35 +695,30 @@ fn by_probability(sorted: &SortedOrgan) -> (Auroc, f64, f64, f64) {
     let compat_aurc = values.finish(false);
     // Geifman's optimum needs the risks in ascending order: `p` for y = 0 ascends with the sort,
     // `1 - p` for y = 1 ascends in reverse, so merging the two runs sorts them without a sort
-    let risk = |i: usize| risks(sorted.prob(i))[usize::from(truth(sorted.flags(i)))];
-    let next_zero = |mut i: usize| {
-        while i < n && truth(sorted.flags(i)) {
-            i += 1;
-        }
-        i
-    };
-    let next_one = |mut i: usize| {
-        while i > 0 && !truth(sorted.flags(i - 1)) {
-            i -= 1;
-        }
-        i
-    };
-    let (mut zero, mut one) = (next_zero(0), next_one(n));
+    let (mut zero, mut one) = (0, n);
     let merged = std::iter::from_fn(|| {
-        let take_zero = match (zero < n, one > 0) {
-            (true, true) => risk(zero) <= risk(one - 1),
-            (z, o) => z && !o,
-        };
-        if take_zero {
-            let r = risk(zero);
-            zero = next_zero(zero + 1);
-            Some(r)
-        } else if one > 0 {
-            let r = risk(one - 1);
-            one = next_one(one - 1);
-            Some(r)
-        } else {
-            None
+        while zero < n && truth(sorted.flags(zero)) {
+            zero += 1;
+        }
+        while one > 0 && !truth(sorted.flags(one - 1)) {
+            one -= 1;
+        }
+        let r0 = (zero < n).then(|| compat_risks(sorted.prob(zero))[0]);
+        let r1 = (one > 0).then(|| compat_risks(sorted.prob(one - 1))[1]);
+        match (r0, r1) {
+            (Some(a), Some(b)) if a <= b => {
+                zero += 1;
+                Some(a)
+            }
+            (Some(a), None) => {
+                zero += 1;
+                Some(a)
+            }
+            (_, Some(b)) => {
+                one -= 1;
+                Some(b)
+            }
+            (None, None) => None,
         }
     });
     let opt = ranking::aurc_geifman(merged, n);
@@ -717,6 +730,11 @@ fn by_probability(sorted: &SortedOrgan) -> (Auroc, f64, f64, f64) {
         mean: Real(nan_mean(&aurocs[..3])),
     };
     (auroc, aurocs[3], compat_aurc, compat_aurc - opt)
+}
+
+/// statapp's risk `|y - p|` in f32 for `y = 0` and `y = 1`.
+fn compat_risks(p: f32) -> [f64; 2] {
+    [f64::from(p.abs()), f64::from((1.0 - p).abs())]
 }
 
 /// §11: selective classification of the decision `L == k` with confidence in that decision.

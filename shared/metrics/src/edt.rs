@@ -2,10 +2,12 @@
 //! transforms of sampled functions", 2012): separable 1-D lower envelopes of parabolas, one axis
 //! at a time, with anisotropic spacing.
 //!
-//! Axis order is chosen for memory access: the binary first pass runs along z as two sweeps over
-//! whole planes (streaming), the second along y inside each plane (one plane per task, cache
-//! resident), the last along contiguous x rows. Envelope tests compare cross products instead of
-//! dividing, which keeps the dependency chain short and makes voxel-unit transforms exact.
+//! Axis order is chosen for memory access and for sparse reads: the binary first pass runs along
+//! z as two sweeps over whole planes (streaming); then each plane is one task (cache resident):
+//! x along its contiguous rows, y along its columns. When only a few voxels are read (Hausdorff
+//! distances need the transform at disagreeing and edge voxels), the x pass evaluates only the
+//! columns that hold one and the y pass only those voxels. Envelope tests compare cross products
+//! instead of dividing, which keeps voxel-unit transforms exact.
 
 use rayon::prelude::*;
 
@@ -33,7 +35,6 @@ pub fn squared_edt_into(
     if d.is_empty() {
         return;
     }
-    let wanted = |r: std::ops::Range<usize>| needed.is_none_or(|m| m[r].contains(&true));
     // z: the input is binary, so the first pass is the distance to the nearest site on each
     // z line; `near` holds the z of the last (then next) site seen at each (y, x)
     let sz = spacing[0];
@@ -62,44 +63,43 @@ pub fn squared_edt_into(
             }
         }
     }
-    // y: columns of each plane
+    // then each plane on its own: x along the contiguous rows, y along the columns, evaluated
+    // only at the columns (x pass) and voxels (y pass) that are read afterwards
     d.par_chunks_mut(plane)
         .enumerate()
-        .for_each_init(Scratch::default, |s, (z, plane)| {
-            if !wanted(z * plane.len()..(z + 1) * plane.len()) {
-                return;
-            }
-            for x in 0..nx {
-                s.line.clear();
-                s.line.extend((0..ny).map(|y| plane[y * nx + x]));
-                s.transform(spacing[1], None);
-                for y in 0..ny {
-                    plane[y * nx + x] = s.out[y];
-                }
-            }
-        });
-    // x: contiguous rows, several per task
-    let rows_per_task = 64.min(ny * nz).max(1);
-    d.par_chunks_mut(nx * rows_per_task)
-        .enumerate()
-        .for_each_init(Scratch::default, |s, (t, rows)| {
-            for (r, row) in rows.chunks_mut(nx).enumerate() {
-                let start = (t * rows_per_task + r) * nx;
-                let mask = needed.map(|m| &m[start..start + nx]);
-                if mask.is_some_and(|m| !m.contains(&true)) {
-                    continue;
-                }
-                s.line.clear();
-                s.line.extend_from_slice(row);
-                s.transform(spacing[2], mask);
-                match mask {
-                    None => row.copy_from_slice(&s.out),
-                    Some(m) => {
-                        for x in (0..nx).filter(|x| m[*x]) {
-                            row[x] = s.out[x];
-                        }
+        .for_each_init(Scratch::default, |s, (z, values)| {
+            let mask = needed.map(|m| &m[z * plane..][..plane]);
+            let mut cols = vec![mask.is_none(); nx];
+            if let Some(m) = mask {
+                for row in m.chunks(nx) {
+                    for (c, v) in cols.iter_mut().zip(row) {
+                        *c |= *v;
                     }
                 }
+                if !cols.contains(&true) {
+                    return;
+                }
+            }
+            for row in values.chunks_mut(nx) {
+                s.line.clear();
+                s.line.extend_from_slice(row);
+                s.transform(spacing[2], Some(&cols));
+                for x in (0..nx).filter(|x| cols[*x]) {
+                    row[x] = s.out[x];
+                }
+            }
+            for x in (0..nx).filter(|x| cols[*x]) {
+                s.line.clear();
+                s.line.extend((0..ny).map(|y| values[y * nx + x]));
+                s.wanted.clear();
+                s.wanted
+                    .extend((0..ny).map(|y| mask.is_none_or(|m| m[y * nx + x])));
+                let wanted = std::mem::take(&mut s.wanted);
+                s.transform(spacing[1], Some(&wanted));
+                for y in (0..ny).filter(|y| wanted[*y]) {
+                    values[y * nx + x] = s.out[y];
+                }
+                s.wanted = wanted;
             }
         });
 }
@@ -109,6 +109,8 @@ pub fn squared_edt_into(
 struct Scratch {
     line: Vec<f64>,
     out: Vec<f64>,
+    /// Where the output of the current line is read.
+    wanted: Vec<bool>,
     /// Envelope, `len` entries used: index, position and `f + position^2` of each parabola.
     v: Vec<usize>,
     x: Vec<f64>,
