@@ -44,10 +44,7 @@ impl EceBins {
             }
         }
         // bucketize(right=True) - 1: number of boundaries <= conf, minus one
-        let bin = self
-            .boundaries
-            .partition_point(|b| *b <= conf)
-            .saturating_sub(1);
+        let bin = count_at_most(&self.boundaries, conf).saturating_sub(1);
         self.count[bin] += 1;
         self.conf[bin] += f64::from(conf);
         for (a, l) in labels.iter().enumerate() {
@@ -81,6 +78,21 @@ impl EceBins {
             })
             .sum()
     }
+}
+
+/// How many of the ascending, roughly evenly spaced `edges` are `<= v` (as `partition_point`):
+/// a guess from the value, then exact steps, instead of a branchy binary search per voxel.
+fn count_at_most<T: Copy + PartialOrd + Into<f64>>(edges: &[T], v: T) -> usize {
+    let n = edges.len();
+    let guess = v.into() * (n - 1) as f64;
+    let mut i = (guess.max(0.0) as usize).min(n);
+    while i < n && edges[i] <= v {
+        i += 1;
+    }
+    while i > 0 && !(edges[i - 1] <= v) {
+        i -= 1;
+    }
+    i
 }
 
 /// Softmax over the 4 columns, computed in f64 and rounded to f32 (torchmetrics' fallback).
@@ -122,11 +134,7 @@ impl AceBins {
             return;
         }
         // np.digitize(c, edges) - 1: index of the last edge <= c
-        let bin = self
-            .edges
-            .partition_point(|e| *e <= c)
-            .saturating_sub(1)
-            .min(20);
+        let bin = count_at_most(&self.edges, c).saturating_sub(1).min(20);
         self.count[bin] += 1;
         self.conf[bin] += c;
         for a in 0..3 {
@@ -180,6 +188,20 @@ impl AceBins {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bin_lookup_matches_a_binary_search() {
+        let b = torch_boundaries();
+        let e = crate::crps::linspace(0.0, 1.0 + 1e-8, 21);
+        let mut values: Vec<f32> = (0..=2000).map(|i| i as f32 / 2000.0).collect();
+        values.extend(b.iter().flat_map(|x| [*x, x.next_up(), x.next_down()]));
+        values.extend([-0.5, 1.5, f32::NAN, f32::INFINITY, f32::NEG_INFINITY]);
+        for v in values {
+            assert_eq!(count_at_most(&b, v), b.partition_point(|x| *x <= v), "{v}");
+            let c = f64::from(v);
+            assert_eq!(count_at_most(&e, c), e.partition_point(|x| *x <= c), "{v}");
+        }
+    }
 
     #[test]
     fn confidence_one_has_its_own_bin() {

@@ -408,6 +408,23 @@ fn binary_entropy(p: f32) -> f64 {
     h(p) + h(1.0 - p)
 }
 
+/// Sums of one z slice in the organ pass.
+#[derive(Debug, Clone, Copy, Default)]
+struct SliceAcc {
+    c_n: u64,
+    b_n: u64,
+    p_n: u64,
+    inter: u64,
+    vols: [u64; 3],
+    errors: [u64; 3],
+    soft: f64,
+    total_risk: f64,
+    sum_org: f64,
+    sum_bck: f64,
+    /// Mean line Dice of the slice, if it has a scored line.
+    line_dice: Option<f64>,
+}
+
 struct OrganResult {
     organ: Organ,
     compat_auroc: f64,
@@ -426,72 +443,85 @@ fn organ_metrics(
     let ann = &case.annotations;
     let prob = &case.probabilities[ki];
     let n = labels.len();
-    let [nz, ny, nx] = case.dims;
+    let [_, ny, nx] = case.dims;
 
-    // §1-§4 in one pass
-    let (mut c_n, mut b_n, mut d_n) = (0u64, 0u64, 0u64);
-    let (mut p_n, mut inter) = (0u64, 0u64);
-    let (mut sum_org, mut sum_bck) = (0.0f64, 0.0f64);
-    let mut vols = [0u64; 3];
-    let mut soft = 0.0f64;
-    let mut line_dice_sum = 0.0f64;
-    let mut line_slices = 0u64;
+    // §1-§4 in one pass, one task per z slice, slices summed in order
+    let plane = ny * nx;
     let mut flags = vec![0u8; n];
-    let mut total_risk = 0.0f64;
-    let mut errors = [0usize; 3];
-    for z in 0..nz {
-        let (mut slice_sum, mut slice_lines) = (0.0f64, 0u64);
-        for y in 0..ny {
-            let (mut lp, mut lg, mut li) = (0u64, 0u64, 0u64);
-            for x in 0..nx {
-                let i = (z * ny + y) * nx + x;
-                let says = [ann[0][i] == k, ann[1][i] == k, ann[2][i] == k];
-                let votes = says.iter().filter(|s| **s).count();
-                for a in 0..3 {
-                    vols[a] += u64::from(says[a]);
+    let slices: Vec<SliceAcc> = flags
+        .par_chunks_mut(plane.max(1))
+        .enumerate()
+        .map(|(z, slice_flags)| {
+            let mut acc = SliceAcc::default();
+            let (mut line_sum, mut lines) = (0.0f64, 0u64);
+            for (y, row_flags) in slice_flags.chunks_mut(nx).enumerate() {
+                let r = z * plane + y * nx..z * plane + (y + 1) * nx;
+                let (a0, a1, a2) = (&ann[0][r.clone()], &ann[1][r.clone()], &ann[2][r.clone()]);
+                let (pr, lb, own) = (&prob[r.clone()], &labels[r.clone()], &ann[ki][r]);
+                let (mut lp, mut lg, mut li) = (0u64, 0u64, 0u64);
+                for x in 0..nx {
+                    let says = [a0[x] == k, a1[x] == k, a2[x] == k];
+                    let votes = says.iter().filter(|s| **s).count();
+                    let v = pr[x];
+                    let (cons, bck) = (votes == 3, votes == 0);
+                    let decided = lb[x] == k;
+                    let mut f = u8::from(decided) << 4;
+                    for a in 0..3 {
+                        acc.vols[a] += u64::from(says[a]);
+                        acc.errors[a] += u64::from(says[a] != decided);
+                        f |= u8::from(says[a]) << a;
+                    }
+                    if own[x] > 0 {
+                        f |= flag::ANY_ORGAN;
+                    }
+                    row_flags[x] = f;
+                    acc.soft += f64::from(v);
+                    acc.total_risk += compat_risks(v)[usize::from(own[x] > 0)];
+                    acc.c_n += u64::from(cons);
+                    acc.b_n += u64::from(bck);
+                    acc.sum_org += if cons { f64::from(v) } else { 0.0 };
+                    acc.sum_bck += if bck { f64::from(v) } else { 0.0 };
+                    let pk = decided && (cons || bck);
+                    acc.p_n += u64::from(pk);
+                    acc.inter += u64::from(pk && cons);
+                    lp += u64::from(pk);
+                    lg += u64::from(cons);
+                    li += u64::from(pk && cons);
                 }
-                let v = prob[i];
-                soft += f64::from(v);
-                total_risk += compat_risks(v)[usize::from(ann[ki][i] > 0)];
-                let (cons, bck) = (votes == 3, votes == 0);
-                let dis = !cons && !bck;
-                c_n += u64::from(cons);
-                b_n += u64::from(bck);
-                d_n += u64::from(dis);
-                if cons {
-                    sum_org += f64::from(v);
+                // MONAI reads rows as channels and drops channel 0
+                if y >= 1 && lg > 0 {
+                    line_sum += 2.0 * li as f64 / (lp + lg) as f64;
+                    lines += 1;
                 }
-                if bck {
-                    sum_bck += f64::from(v);
-                }
-                let decided = labels[i] == k;
-                let mut f = u8::from(decided) << 4;
-                for a in 0..3 {
-                    f |= u8::from(says[a]) << a;
-                    errors[a] += usize::from(says[a] != decided);
-                }
-                if ann[ki][i] > 0 {
-                    f |= flag::ANY_ORGAN;
-                }
-                flags[i] = f;
-                let pk = decided && !dis;
-                p_n += u64::from(pk);
-                inter += u64::from(pk && cons);
-                lp += u64::from(pk);
-                lg += u64::from(cons);
-                li += u64::from(pk && cons);
             }
-            // MONAI reads rows as channels and drops channel 0
-            if y >= 1 && lg > 0 {
-                slice_sum += 2.0 * li as f64 / (lp + lg) as f64;
-                slice_lines += 1;
-            }
+            acc.line_dice = (lines > 0).then(|| line_sum / lines as f64);
+            acc
+        })
+        .collect();
+    let mut t = SliceAcc::default();
+    let (mut line_dice_sum, mut line_slices) = (0.0f64, 0u64);
+    for s in &slices {
+        t.c_n += s.c_n;
+        t.b_n += s.b_n;
+        t.p_n += s.p_n;
+        t.inter += s.inter;
+        for a in 0..3 {
+            t.vols[a] += s.vols[a];
+            t.errors[a] += s.errors[a];
         }
-        if slice_lines > 0 {
-            line_dice_sum += slice_sum / slice_lines as f64;
+        t.soft += s.soft;
+        t.total_risk += s.total_risk;
+        t.sum_org += s.sum_org;
+        t.sum_bck += s.sum_bck;
+        if let Some(d) = s.line_dice {
+            line_dice_sum += d;
             line_slices += 1;
         }
     }
+    let (c_n, b_n, p_n, inter, vols) = (t.c_n, t.b_n, t.p_n, t.inter, t.vols);
+    let d_n = n as u64 - c_n - b_n;
+    let (soft, total_risk, sum_org, sum_bck) = (t.soft, t.total_risk, t.sum_org, t.sum_bck);
+    let errors = t.errors.map(|e| e as usize);
     let dice = if c_n == 0 {
         f64::NAN
     } else {
@@ -696,30 +726,36 @@ fn by_probability(sorted: &SortedOrgan, total_risk: f64) -> (Auroc, f64, f64, f6
     // Geifman's optimum needs the risks in ascending order: `p` for y = 0 ascends with the sort,
     // `1 - p` for y = 1 ascends in reverse, so merging the two runs sorts them without a sort
     let (mut zero, mut one) = (0, n);
-    let merged = std::iter::from_fn(|| {
-        while zero < n && truth(sorted.flags(zero)) {
-            zero += 1;
+    let next_zero = |mut i: usize| {
+        while i < n && truth(sorted.flags(i)) {
+            i += 1;
         }
-        while one > 0 && !truth(sorted.flags(one - 1)) {
-            one -= 1;
+        i
+    };
+    let next_one = |mut i: usize| {
+        while i > 0 && !truth(sorted.flags(i - 1)) {
+            i -= 1;
         }
-        let r0 = (zero < n).then(|| compat_risks(sorted.prob(zero))[0]);
-        let r1 = (one > 0).then(|| compat_risks(sorted.prob(one - 1))[1]);
-        match (r0, r1) {
-            (Some(a), Some(b)) if a <= b => {
-                zero += 1;
-                Some(a)
-            }
-            (Some(a), None) => {
-                zero += 1;
-                Some(a)
-            }
-            (_, Some(b)) => {
-                one -= 1;
-                Some(b)
-            }
-            (None, None) => None,
+        i
+    };
+    // each cursor carries the risk of the voxel it points at
+    let risk_zero = |i: usize| (i < n).then(|| compat_risks(sorted.prob(i))[0]);
+    let risk_one = |i: usize| (i > 0).then(|| compat_risks(sorted.prob(i - 1))[1]);
+    zero = next_zero(zero);
+    one = next_one(one);
+    let (mut r0, mut r1) = (risk_zero(zero), risk_one(one));
+    let merged = std::iter::from_fn(|| match (r0, r1) {
+        (Some(a), b) if b.is_none_or(|b| a <= b) => {
+            zero = next_zero(zero + 1);
+            r0 = risk_zero(zero);
+            Some(a)
         }
+        (_, Some(b)) => {
+            one = next_one(one - 1);
+            r1 = risk_one(one);
+            Some(b)
+        }
+        _ => None,
     });
     let opt = ranking::aurc_geifman(merged, n);
     let per: BTreeMap<String, Real> = (0..3)

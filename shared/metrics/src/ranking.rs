@@ -188,13 +188,16 @@ impl SortedOrgan {
             }
             i
         };
+        // each cursor carries the confidence key of the voxel it points at
+        let at_up = |i: usize| (i < n).then(|| conf_key(i));
+        let at_down = |i: usize| (i > 0).then(|| conf_key(i - 1));
         let (mut up, mut down) = (next_up(0), next_down(n));
+        let (mut up_key, mut down_key) = (at_up(up), at_down(down));
         loop {
-            let key = match (up < n, down > 0) {
-                (true, true) => conf_key(up).min(conf_key(down - 1)),
-                (true, false) => conf_key(up),
-                (false, true) => conf_key(down - 1),
-                (false, false) => break,
+            let key = match (up_key, down_key) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => break,
             };
             let mut g = DecisionGroup::default();
             let mut first = (u32::MAX, 0u8);
@@ -206,13 +209,15 @@ impl SortedOrgan {
                 }
                 first = first.min((payload_of(self.items[i]), f));
             };
-            while up < n && conf_key(up) == key {
+            while up_key == Some(key) {
                 add(up);
                 up = next_up(up + 1);
+                up_key = at_up(up);
             }
-            while down > 0 && conf_key(down - 1) == key {
+            while down_key == Some(key) {
                 add(down - 1);
                 down = next_down(down - 1);
+                down_key = at_down(down);
             }
             g.first_wrong = wrong(first.1);
             group(g);
@@ -231,6 +236,18 @@ pub struct AurocState<const N: usize> {
 impl<const N: usize> AurocState<N> {
     /// One tie group, as its flags.
     pub fn push(&mut self, flags: &[u8]) {
+        if let [f] = flags {
+            // a group of one (continuous probabilities): no multiplication needed
+            for b in 0..N {
+                if f >> b & 1 == 1 {
+                    self.num[b] += u128::from(2 * self.neg_below[b]);
+                    self.pos_total[b] += 1;
+                } else {
+                    self.neg_below[b] += 1;
+                }
+            }
+            return;
+        }
         let mut pos = [0u64; N];
         for f in flags {
             for (b, c) in pos.iter_mut().enumerate() {
