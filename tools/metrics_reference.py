@@ -254,7 +254,17 @@ def label_entropy(arr):
     return float(scipy_entropy(hist))
 
 
+_T0 = time.monotonic()
+
+
+def progress(what):
+    """Stage times on stderr when STATAPP_REF_PROGRESS is set (benchmarks of large cases)."""
+    if os.environ.get("STATAPP_REF_PROGRESS"):
+        print(f"{time.monotonic() - _T0:9.1f} s  {what}", file=sys.stderr, flush=True)
+
+
 def score(anns, probs, pred, ct, spacing, roi_mode, pred_name, case):
+    progress("loaded")
     shape = anns[0].shape
     mode, (y0, y1, x0, x1) = roi_box(roi_mode, anns, ct)
     crop = lambda a: a[:, y0:y1, x0:x1]
@@ -283,6 +293,7 @@ def score(anns, probs, pred, ct, spacing, roi_mode, pred_name, case):
     compat = {}
     organ_ncc = []
     for ki, k in enumerate([1, 2, 3]):
+        progress(f"organ {k}")
         says = [a == k for a in A]
         votes = says[0].astype(int) + says[1] + says[2]
         C, B = votes == 3, votes == 0
@@ -321,6 +332,7 @@ def score(anns, probs, pred, ct, spacing, roi_mode, pred_name, case):
                 hd95, surf = monai_surface(pm, am, spacing)
                 vals = [hd_full(pm, am, spacing), hd_full(pm, am, (1, 1, 1)), hd95, surf]
             hd[str(a + 1)] = dict(zip(["hd_mm", "hd_vox", "hd95_mm", "hd_surface_mm"], vals))
+        progress(f"organ {k} hausdorff done")
         hmean = lambda f: float(np.mean([hd[str(a)][f] for a in (1, 2, 3)]))
         # AUROC and risk-coverage per annotator
         au = {str(a + 1): auroc(says[a], pk) for a in range(3)}
@@ -370,6 +382,7 @@ def score(anns, probs, pred, ct, spacing, roi_mode, pred_name, case):
         aurc_c = rc_values(compat_risk, pkf, False)
         compat[f"AURC_{SHORT[ki]}"] = aurc_c
         compat[f"EAURC_{SHORT[ki]}"] = aurc_c - geifman(compat_risk)
+    progress("annotators")
     # per annotator
     probs_flat = flat4
     Lf = L.ravel()

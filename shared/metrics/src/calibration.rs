@@ -89,7 +89,13 @@ fn count_at_most<T: Copy + PartialOrd + Into<f64>>(edges: &[T], v: T) -> usize {
     while i < n && edges[i] <= v {
         i += 1;
     }
-    while i > 0 && !(edges[i - 1] <= v) {
+    // step back over edges that are not <= v (greater, or incomparable with a NaN)
+    while i > 0
+        && !matches!(
+            edges[i - 1].partial_cmp(&v),
+            Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+        )
+    {
         i -= 1;
     }
     i
