@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Metrics benchmark (issue 3): one `large` phantom (300 x 512 x 512) with model-like f32
 # probability maps, scored by `statapp metrics case` and by tools/metrics_reference.py on the same
-# files; wall time and peak memory from GNU time. The Python reference can take an hour.
+# files; wall time and peak memory from GNU time. The Python reference takes hours.
 # Needs a Python with tools/requirements-reference.txt (STATAPP_PYTHON, default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +13,10 @@ args=(--annotation "$case_dir/annotation_1.nii.gz" --annotation "$case_dir/annot
       --annotation "$case_dir/annotation_3.nii.gz"
       --probabilities "$case_dir/prob_panc.nii.gz" "$case_dir/prob_kidn.nii.gz" "$case_dir/prob_livr.nii.gz")
 measure() { /usr/bin/time -f "%e s wall, %M KiB peak RSS" "$@"; }
-echo "== statapp metrics case (large, all metrics, reading included)"
-measure target/release/statapp metrics case "${args[@]}" > "$work/statapp.json"
-echo "== tools/metrics_reference.py case (same files)"
-measure "$py" tools/metrics_reference.py case "${args[@]}" > "$work/reference.json"
+echo "== statapp metrics case (large, all metrics, reading included), 5 runs"
+for _ in 1 2 3 4 5; do
+  measure target/release/statapp metrics case "${args[@]}" > "$work/statapp.json"
+done
+echo "== tools/metrics_reference.py case (same files; stage times on stderr)"
+STATAPP_REF_PROGRESS=1 measure "$py" tools/metrics_reference.py case "${args[@]}" > "$work/reference.json"
 echo "outputs in $work"

@@ -815,3 +815,37 @@ fn by_decision_confidence(sorted: &SortedOrgan, errors: [usize; 3]) -> RiskCover
         per_annotator: per,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The textbook global two-pass formula.
+    fn two_pass(g: &[f64], u: &[f64]) -> f64 {
+        let n = g.len() as f64;
+        let (mg, mu) = (g.iter().sum::<f64>() / n, u.iter().sum::<f64>() / n);
+        let sgg: f64 = g.iter().map(|x| (x - mg) * (x - mg)).sum();
+        let suu: f64 = u.iter().map(|y| (y - mu) * (y - mu)).sum();
+        let sgu: f64 = g.iter().zip(u).map(|(x, y)| (x - mg) * (y - mu)).sum();
+        sgu / (n * (sgg / (n - 1.0)).sqrt() * (suu / (n - 1.0)).sqrt())
+    }
+
+    #[test]
+    fn chunked_ncc_matches_the_two_pass_formula_across_chunks() {
+        // 3.5 chunks, values with an offset, like an entropy map over a mostly flat volume
+        let n = 7 * (1 << 15) + 11;
+        let mut state = 99u64;
+        let mut rand = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let g: Vec<f64> = (0..n).map(|_| 5.0 + rand()).collect();
+        let u: Vec<f64> = g.iter().map(|x| 0.3 * x + rand()).collect();
+        let (a, b) = (ncc(&g, &u), two_pass(&g, &u));
+        assert!((a - b).abs() <= 1e-12 * b.abs(), "{a} vs {b}");
+        // a constant side is undefined
+        assert!(ncc(&vec![0.0; n], &u).is_nan());
+    }
+}
