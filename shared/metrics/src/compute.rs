@@ -2,7 +2,7 @@
 
 use crate::calibration::{AceBins, EceBins, softmax4};
 use crate::crps;
-use crate::hausdorff::{Boxed, HausdorffResult, Mask, Units, combine, toward};
+use crate::hausdorff::{Boxed, HausdorffResult, Mask, Units, both_ways, combine};
 use crate::ranking::{self, Group, SortedOrgan, TieAware, ValuesLoop, flag};
 use crate::real::{Real, mean_strict, nan_mean};
 use crate::report::*;
@@ -643,22 +643,16 @@ fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -
         let pred = Mask::new(bx.a.clone(), bx.dims);
         let masks =
             [0, 1, 2].map(|a| Mask::new(bx.extract(case.dims, |i| ann[a][i] == k), bx.dims));
-        let drawn: Vec<usize> = (0..3).filter(|a| masks[*a].any()).collect();
-        let mut buf = Vec::new();
-        let to_pred = if pred.any() {
-            let from: Vec<&Mask> = drawn.iter().map(|a| &masks[*a]).collect();
-            toward(&pred, &from, bx.dims, spacing, Units::All, &mut buf)
+        let predicted = pred.any();
+        let ways = if predicted {
+            both_ways(&pred, &masks, bx.dims, spacing, Units::All)
         } else {
-            Vec::new()
+            [None, None, None]
         };
-        for a in 0..3 {
-            let r = match (pred.any(), drawn.iter().position(|d| *d == a)) {
-                (false, None) => HausdorffResult::NAN,
-                (true, Some(j)) => {
-                    let from_pred =
-                        toward(&masks[a], &[&pred], bx.dims, spacing, Units::All, &mut buf);
-                    combine(&from_pred[0], &to_pred[j])
-                }
+        for (a, way) in ways.iter().enumerate() {
+            let r = match (predicted, way) {
+                (true, Some((from_pred, to_pred))) => combine(from_pred, to_pred),
+                (false, None) if !masks[a].any() => HausdorffResult::NAN,
                 _ => HausdorffResult::INF,
             };
             per.insert((a + 1).to_string(), pair(r));
@@ -691,17 +685,11 @@ fn compat_hausdorff(case: &CaseArrays, labels: &[u8]) -> [f64; 3] {
         return [f64::NAN; 3];
     }
     let masks = [0, 1, 2].map(|a| Mask::new(bx.extract(case.dims, |i| ann[a][i] > 0), bx.dims));
-    let drawn: Vec<usize> = (0..3).filter(|a| masks[*a].any()).collect();
-    let mut buf = Vec::new();
-    let unit = [1.0; 3];
-    let from: Vec<&Mask> = drawn.iter().map(|a| &masks[*a]).collect();
-    let to_pred = toward(&pred, &from, bx.dims, unit, Units::Voxels, &mut buf);
-    let mut out = [f64::NAN; 3];
-    for (j, a) in drawn.into_iter().enumerate() {
-        let from_pred = toward(&masks[a], &[&pred], bx.dims, unit, Units::Voxels, &mut buf);
-        out[a] = from_pred[0].full_sq_vox.max(to_pred[j].full_sq_vox).sqrt();
-    }
-    out
+    both_ways(&pred, &masks, bx.dims, [1.0; 3], Units::Voxels).map(|way| {
+        way.map_or(f64::NAN, |(from_pred, to_pred)| {
+            from_pred.full_sq_vox.max(to_pred.full_sq_vox).sqrt()
+        })
+    })
 }
 
 /// Rankings by `p_k`: per-annotator AUROC, and statapp's AUROC/AURC/EAURC with its bugs
@@ -725,38 +713,8 @@ fn by_probability(sorted: &SortedOrgan, total_risk: f64) -> (Auroc, f64, f64, f6
     let compat_aurc = values.finish(false);
     // Geifman's optimum needs the risks in ascending order: `p` for y = 0 ascends with the sort,
     // `1 - p` for y = 1 ascends in reverse, so merging the two runs sorts them without a sort
-    let (mut zero, mut one) = (0, n);
-    let next_zero = |mut i: usize| {
-        while i < n && truth(sorted.flags(i)) {
-            i += 1;
-        }
-        i
-    };
-    let next_one = |mut i: usize| {
-        while i > 0 && !truth(sorted.flags(i - 1)) {
-            i -= 1;
-        }
-        i
-    };
-    // each cursor carries the risk of the voxel it points at
-    let risk_zero = |i: usize| (i < n).then(|| compat_risks(sorted.prob(i))[0]);
-    let risk_one = |i: usize| (i > 0).then(|| compat_risks(sorted.prob(i - 1))[1]);
-    zero = next_zero(zero);
-    one = next_one(one);
-    let (mut r0, mut r1) = (risk_zero(zero), risk_one(one));
-    let merged = std::iter::from_fn(|| match (r0, r1) {
-        (Some(a), b) if b.is_none_or(|b| a <= b) => {
-            zero = next_zero(zero + 1);
-            r0 = risk_zero(zero);
-            Some(a)
-        }
-        (_, Some(b)) => {
-            one = next_one(one - 1);
-            r1 = risk_one(one);
-            Some(b)
-        }
-        _ => None,
-    });
+    let risk = |i: usize| compat_risks(sorted.prob(i))[usize::from(truth(sorted.flags(i)))];
+    let merged = sorted.merge_ends(|f| !truth(f), risk).map(|(_, r)| r);
     let opt = ranking::aurc_geifman(merged, n);
     let per: BTreeMap<String, Real> = (0..3)
         .map(|a| ((a + 1).to_string(), Real(aurocs[a])))

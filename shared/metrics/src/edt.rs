@@ -20,7 +20,8 @@ pub fn squared_edt(site: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f6
 }
 
 /// [`squared_edt`] into a reused buffer, exact only where `needed` is true (everywhere if `None`):
-/// planes and rows without a needed voxel skip the last passes, which is most of the work.
+/// planes without a needed voxel skip the in-plane passes, which is most of the work; the others
+/// evaluate only the needed columns and voxels, or the voxels directly when they are few.
 pub fn squared_edt_into(
     site: &[bool],
     dims: [usize; 3],
@@ -91,7 +92,7 @@ pub fn squared_edt_into(
             for row in values.chunks_mut(nx) {
                 s.line.clear();
                 s.line.extend_from_slice(row);
-                s.transform(spacing[2], Some(&cols));
+                s.transform(spacing[2], &cols);
                 for x in (0..nx).filter(|x| cols[*x]) {
                     row[x] = s.out[x];
                 }
@@ -103,7 +104,7 @@ pub fn squared_edt_into(
                 s.wanted
                     .extend((0..ny).map(|y| mask.is_none_or(|m| m[y * nx + x])));
                 let wanted = std::mem::take(&mut s.wanted);
-                s.transform(spacing[1], Some(&wanted));
+                s.transform(spacing[1], &wanted);
                 for y in (0..ny).filter(|y| wanted[*y]) {
                     values[y * nx + x] = s.out[y];
                 }
@@ -177,8 +178,8 @@ struct Scratch {
 
 impl Scratch {
     /// `out[q] = min_p ((q - p) * step)^2 + line[p]` over the finite `line[p]`, for the `q`
-    /// where `needed` is true (all if `None`; the others are left unspecified).
-    fn transform(&mut self, step: f64, needed: Option<&[bool]>) {
+    /// where `needed` is true (the others are left unspecified).
+    fn transform(&mut self, step: f64, needed: &[bool]) {
         let n = self.line.len();
         let f = &self.line[..];
         self.out.clear();
@@ -214,7 +215,7 @@ impl Scratch {
         }
         let mut k = 0;
         for q in 0..n {
-            if needed.is_some_and(|m| !m[q]) {
+            if !needed[q] {
                 continue;
             }
             let xq = q as f64 * step;
@@ -257,20 +258,25 @@ mod tests {
             .collect()
     }
 
+    /// Sites with `density` percent probability, from a small LCG.
+    fn random_sites(dims: [usize; 3], density: u64, state: &mut u64) -> Vec<bool> {
+        (0..dims.iter().product::<usize>())
+            .map(|_| {
+                *state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (*state >> 33) % 100 < density
+            })
+            .collect()
+    }
+
     #[test]
     fn matches_brute_force_anisotropic() {
         let dims = [4, 7, 9];
         let sp = [2.5, 0.8, 0.6];
         let mut state = 12345u64;
         for density in [1, 5, 30] {
-            let site: Vec<bool> = (0..dims.iter().product::<usize>())
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    (state >> 33) % 100 < density
-                })
-                .collect();
+            let site = random_sites(dims, density, &mut state);
             let fast = squared_edt(&site, dims, sp);
             let slow = brute(&site, dims, sp);
             for (a, b) in fast.iter().zip(&slow) {
@@ -280,14 +286,7 @@ mod tests {
         // voxel units: squared distances are integers and the transform is exact
         let dims = [6, 11, 13];
         for density in [1, 3, 20] {
-            let site: Vec<bool> = (0..dims.iter().product::<usize>())
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    (state >> 33) % 100 < density
-                })
-                .collect();
+            let site = random_sites(dims, density, &mut state);
             assert_eq!(
                 squared_edt(&site, dims, [1.0; 3]),
                 brute(&site, dims, [1.0; 3])

@@ -186,6 +186,28 @@ pub fn toward(
     out
 }
 
+/// The non-empty prediction `pred` against each annotator's mask, both ways: per annotator,
+/// `None` if its mask is empty, else (prediction -> annotator, annotator -> prediction). The
+/// transforms of the prediction are computed once for all annotators.
+pub fn both_ways(
+    pred: &Mask,
+    masks: &[Mask; 3],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    units: Units,
+) -> [Option<(Toward, Toward)>; 3] {
+    let drawn: Vec<usize> = (0..3).filter(|a| masks[*a].any()).collect();
+    let from: Vec<&Mask> = drawn.iter().map(|a| &masks[*a]).collect();
+    let mut buf = Vec::new();
+    let to_pred = toward(pred, &from, dims, spacing, units, &mut buf);
+    let mut out = [None, None, None];
+    for (a, to_pred) in drawn.into_iter().zip(to_pred) {
+        let from_pred = toward(&masks[a], &[pred], dims, spacing, units, &mut buf);
+        out[a] = from_pred.into_iter().next().map(|f| (f, to_pred));
+    }
+    out
+}
+
 /// All distances between two non-empty masks from their [`toward`] results.
 pub fn combine(a_to_b: &Toward, b_to_a: &Toward) -> HausdorffResult {
     let max = |v: &[f64]| v.iter().copied().fold(0.0f64, f64::max);

@@ -139,19 +139,12 @@ impl SortedOrgan {
 
     /// Calls `f(p, flags of the group)` for each tie group of `p`, in ascending order.
     pub fn for_each_group(&self, mut f: impl FnMut(f32, &[u8])) {
-        let mut start = 0;
-        while start < self.items.len() {
-            let key = key_of(self.items[start]);
-            let mut end = start + 1;
-            while end < self.items.len() && key_of(self.items[end]) == key {
-                end += 1;
-            }
+        for (key, start, end) in groups(&self.items) {
             f(unsortable(key), &self.flags[start..end]);
-            start = end;
         }
     }
 
-    /// sklearn AUROC of `p` against flag bits `0..N`, from per-group positive counts ; feed every group of [`Self::for_each_group`] in order.
+    /// sklearn AUROC of `p` against flag bits `0..N`, from per-group positive counts; feed every group of [`Self::for_each_group`] in order.
     pub fn auroc_state<const N: usize>() -> AurocState<N> {
         AurocState {
             num: [0; N],
@@ -165,40 +158,17 @@ impl SortedOrgan {
     /// sort and the others (`1 - p`) descend, so the order is a merge from both ends; a tie may
     /// join several `p` groups, so the first voxel in voxel order is found by index.
     pub fn decision_groups(&self, mut group: impl FnMut(DecisionGroup)) {
-        let n = self.len();
-        let decided = |i: usize| self.flags[i] & flag::DECIDED != 0;
+        let decided = |f: u8| f & flag::DECIDED != 0;
         let conf_key = |i: usize| {
-            if decided(i) {
+            if decided(self.flags[i]) {
                 key_of(self.items[i])
             } else {
                 sortable(1.0 - self.prob(i))
             }
         };
         let wrong = |f: u8| [0, 1, 2].map(|a| (f >> 4 & 1) != (f >> a & 1));
-        // cursors: the next decided voxel upwards, the next undecided one downwards (exclusive)
-        let next_up = |mut i: usize| {
-            while i < n && !decided(i) {
-                i += 1;
-            }
-            i
-        };
-        let next_down = |mut i: usize| {
-            while i > 0 && decided(i - 1) {
-                i -= 1;
-            }
-            i
-        };
-        // each cursor carries the confidence key of the voxel it points at
-        let at_up = |i: usize| (i < n).then(|| conf_key(i));
-        let at_down = |i: usize| (i > 0).then(|| conf_key(i - 1));
-        let (mut up, mut down) = (next_up(0), next_down(n));
-        let (mut up_key, mut down_key) = (at_up(up), at_down(down));
-        loop {
-            let key = match (up_key, down_key) {
-                (Some(a), Some(b)) => a.min(b),
-                (Some(a), None) | (None, Some(a)) => a,
-                (None, None) => break,
-            };
+        let mut merged = self.merge_ends(decided, conf_key).peekable();
+        while let Some((i, key)) = merged.next() {
             let mut g = DecisionGroup::default();
             let mut first = (u32::MAX, 0u8);
             let mut add = |i: usize| {
@@ -209,19 +179,55 @@ impl SortedOrgan {
                 }
                 first = first.min((payload_of(self.items[i]), f));
             };
-            while up_key == Some(key) {
-                add(up);
-                up = next_up(up + 1);
-                up_key = at_up(up);
-            }
-            while down_key == Some(key) {
-                add(down - 1);
-                down = next_down(down - 1);
-                down_key = at_down(down);
+            add(i);
+            while let Some((j, _)) = merged.next_if(|(_, k)| *k == key) {
+                add(j);
             }
             g.first_wrong = wrong(first.1);
             group(g);
         }
+    }
+
+    /// Positions in sort order with their keys, by ascending `key`, for a key that ascends with
+    /// the sort on the voxels where `up(flags)` holds and descends on the others (`p` and `1 - p`):
+    /// a merge of the two runs from both ends, no sort. On equal keys the ascending run goes first.
+    pub fn merge_ends<K: PartialOrd + Copy>(
+        &self,
+        up: impl Fn(u8) -> bool + Copy,
+        key: impl Fn(usize) -> K,
+    ) -> impl Iterator<Item = (usize, K)> {
+        let n = self.len();
+        // cursors: the next `up` position upwards, the next other one downwards (exclusive)
+        let next_up = move |mut i: usize| {
+            while i < n && !up(self.flags[i]) {
+                i += 1;
+            }
+            i
+        };
+        let next_down = move |mut i: usize| {
+            while i > 0 && up(self.flags[i - 1]) {
+                i -= 1;
+            }
+            i
+        };
+        let (mut lo, mut hi) = (next_up(0), next_down(n));
+        // each cursor carries the key of the position it points at
+        let (mut lo_key, mut hi_key) = ((lo < n).then(|| key(lo)), (hi > 0).then(|| key(hi - 1)));
+        std::iter::from_fn(move || match (lo_key, hi_key) {
+            (Some(a), b) if b.is_none_or(|b| a <= b) => {
+                let i = lo;
+                lo = next_up(lo + 1);
+                lo_key = (lo < n).then(|| key(lo));
+                Some((i, a))
+            }
+            (_, Some(b)) => {
+                let i = hi - 1;
+                hi = next_down(i);
+                hi_key = (hi > 0).then(|| key(hi - 1));
+                Some((i, b))
+            }
+            _ => None,
+        })
     }
 }
 
