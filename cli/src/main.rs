@@ -43,8 +43,12 @@ enum Command {
     InitModel(model_cmds::InitArgs),
     /// Train one model (annotator, seed, fold) on the CPU: nnU-Net's trainer with early stopping.
     Train(train::Args),
-    /// Predict a CT with a model: probabilities and segmentation on the image's grid.
+    /// Predict a CT with a model as nnU-Net does: probabilities and segmentation on the image's grid.
     Predict(model_cmds::PredictArgs),
+    /// Import an nnU-Net v2 trained-model folder (plans.json, dataset.json, fold_<f>/*.pth).
+    ImportModel(model_cmds::ImportArgs),
+    /// Export a model as an nnU-Net v2 trained-model folder that nnUNetPredictor loads.
+    ExportModel(model_cmds::ExportArgs),
     /// Average member predictions into an ensemble (mean probabilities, argmax labels).
     Ensemble(ensemble::Args),
     /// Create the bucket, queues (with dead-letter queues) and S3 notification on an endpoint.
@@ -96,6 +100,8 @@ fn main() -> anyhow::Result<()> {
         Command::InitModel(args) => model_cmds::init(args),
         Command::Train(args) => train::run(args),
         Command::Predict(args) => model_cmds::predict(args),
+        Command::ImportModel(args) => model_cmds::import(args),
+        Command::ExportModel(args) => model_cmds::export(args),
         Command::Setup(args) => cloud::setup(args),
         Command::Upload(cmd) => cloud::upload(cmd),
         Command::Run(args) => cloud::run(args),

@@ -1,4 +1,5 @@
-//! `statapp init-model` and `statapp predict`: model directories and whole-case inference.
+//! `statapp init-model`, `predict`, `import-model` and `export-model`: model directories,
+//! whole-case inference, and nnU-Net v2 trained-model folders in both directions.
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
@@ -6,11 +7,14 @@ use statapp_model::checkpoint::{
     CHECKPOINT_FINAL, ModelInfo, load_weights, read_info, save_weights, write_info,
 };
 use statapp_model::infer::predict_case;
-use statapp_model::predict::PredictOptions;
+use statapp_model::nnunet_format::{export_model, import_model};
+use statapp_model::outputs::{PredictionRecord, encode_prediction};
+use statapp_model::predict::{Accumulation, PredictOptions};
 use statapp_model::{PlainConvUNet, UNetConfig};
-use statapp_nnunet::ensemble::{PROB_FILES, SEGMENTATION_FILE};
+use statapp_nnunet::model_dir::CURVAS_CLASSES;
 use statapp_nnunet::plans_file::Plans;
-use statapp_volume::{ReadOptions, Volume, read_nifti, write_nifti};
+use statapp_nnunet::results::Which;
+use statapp_volume::{ReadOptions, read_nifti, write_atomic};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
@@ -37,7 +41,7 @@ pub struct InitArgs {
 pub fn init(args: InitArgs) -> Result<()> {
     let plans = read_plans(&args.plans)?;
     let config = plans.configuration(&args.configuration)?;
-    let network = UNetConfig::from_configuration(config, 4);
+    let network = UNetConfig::from_configuration(config, CURVAS_CLASSES.len());
     let model_id = format!("anno{}_init{}_fold{}", args.annotator, args.seed, args.fold);
     let dir = args.out.join(&model_id);
     let net = PlainConvUNet::new(&network, args.seed, &Device::flex());
@@ -45,13 +49,13 @@ pub fn init(args: InitArgs) -> Result<()> {
     std::fs::copy(&args.plans, dir.join("plans.json"))?;
     write_info(
         &dir,
-        &ModelInfo {
-            model_id: model_id.clone(),
-            configuration: args.configuration.clone(),
-            seed: args.seed,
+        &ModelInfo::native(
+            model_id.clone(),
+            args.configuration.clone(),
+            args.seed,
             network,
-            checkpoints: vec![CHECKPOINT_FINAL.into()],
-        },
+            vec![CHECKPOINT_FINAL.into()],
+        ),
     )?;
     println!(
         "untrained {} network -> {}",
@@ -69,25 +73,30 @@ fn read_plans(path: &Path) -> Result<Plans> {
 
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
-    /// Model directory (model.json, plans.json, checkpoint_*.bpk).
+    /// Model directory (model.json, plans.json, weights: checkpoint_*.bpk or an nnU-Net .pth).
     #[arg(long)]
     model: PathBuf,
     /// CT image (NIfTI).
     #[arg(long)]
     image: PathBuf,
-    /// Output directory: prob_panc/kidn/livr.nii.gz and segmentation.nii.gz on the image's grid.
+    /// Output directory: prob_<class>.nii.gz (prob_panc/kidn/livr for CURVAS), prediction.json
+    /// and segmentation.nii.gz on the image's grid.
     #[arg(long, short)]
     out: PathBuf,
     /// Weights file inside the model directory [default: checkpoint_best.bpk when the model has
-    /// one, as the original trainer predicts with its best checkpoint, else checkpoint_final.bpk].
+    /// one, as the original trainer predicts with its best checkpoint, else checkpoint_final].
     #[arg(long)]
     checkpoint: Option<String>,
     /// Tile step as a fraction of the patch.
     #[arg(long, default_value_t = 0.5)]
     step: f64,
-    /// Test-time augmentation over all 8 axis mirrorings.
-    #[arg(long)]
-    mirror: bool,
+    /// Test-time mirroring: `model` (the model's default, nnU-Net's: on, over the checkpoint's
+    /// allowed axes), `on` or `off`.
+    #[arg(long, default_value = "model", value_parser = ["model", "on", "off"])]
+    mirroring: String,
+    /// Accumulate tiles in float32 (default) or in float16 as nnU-Net does.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    accumulation: String,
     /// Tiles per forward pass.
     #[arg(long, default_value_t = 1)]
     tile_batch: usize,
@@ -95,7 +104,9 @@ pub struct PredictArgs {
 
 pub fn predict(args: PredictArgs) -> Result<()> {
     let info = read_info(&args.model)?;
-    let plans = read_plans(&args.model.join("plans.json"))?;
+    let plans_bytes = std::fs::read(args.model.join("plans.json"))
+        .with_context(|| format!("reading {}", args.model.join("plans.json").display()))?;
+    let plans = Plans::from_json(&serde_json::from_slice(&plans_bytes)?)?;
     let config = plans.configuration(&info.configuration)?;
     let device = Device::flex();
     let checkpoint = args
@@ -104,11 +115,22 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         .unwrap_or_else(|| info.prediction_checkpoint().to_string());
     let net = load_weights(&info.network, &args.model.join(&checkpoint), &device)?;
     let image = read_nifti(&args.image, &ReadOptions::default())?.into_f32();
+    let axes = match args.mirroring.as_str() {
+        "on" => info.mirroring_axes.clone(),
+        "off" => Vec::new(),
+        _ => info.default_mirror_axes(),
+    };
     let opts = PredictOptions {
-        mirror: args.mirror,
         tile_batch: args.tile_batch,
         step: args.step,
-    };
+        accumulation: if args.accumulation == "f16" {
+            Accumulation::F16
+        } else {
+            Accumulation::F32
+        },
+        ..PredictOptions::default()
+    }
+    .mirror(&axes);
     let out = predict_case(
         &net,
         &plans,
@@ -117,20 +139,84 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         image.geometry().spacing_zyx(),
         opts,
         &device,
-    );
-    std::fs::create_dir_all(&args.out)?;
-    let g = image.geometry().clone();
-    for (file, p) in PROB_FILES.iter().zip(&out.probabilities[1..]) {
-        write_nifti(args.out.join(file), &Volume::new(p.clone(), g.clone())?)?;
-    }
-    write_nifti(
-        args.out.join(SEGMENTATION_FILE),
-        &Volume::new(out.labels, g)?,
     )?;
+    std::fs::create_dir_all(&args.out)?;
+    let record = PredictionRecord::new(&info, &checkpoint, &plans_bytes, &opts);
+    for (file, bytes) in encode_prediction(&info, out, image.geometry(), &record)? {
+        let path = args.out.join(file);
+        write_atomic(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
     println!(
-        "{} ({checkpoint}) on {} -> {}",
+        "{} ({checkpoint}, mirroring {:?}) on {} -> {}",
         info.model_id,
+        record.mirroring_axes,
         args.image.display(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// nnU-Net v2 trained-model folder: <Trainer>__<Plans>__<configuration>/ with plans.json,
+    /// dataset.json and fold_<f>/checkpoint_{final,best}.pth.
+    dir: PathBuf,
+    /// Model id (e.g. anno1_init112233_foldall).
+    #[arg(long)]
+    id: String,
+    /// Directory that receives <id>/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Fold to import [default: all when present, else the only fold].
+    #[arg(long)]
+    fold: Option<String>,
+    /// Which checkpoint of the fold.
+    #[arg(long, default_value = "final", value_parser = ["final", "best"])]
+    checkpoint: String,
+}
+
+pub fn import(args: ImportArgs) -> Result<()> {
+    let which = if args.checkpoint == "best" {
+        Which::Best
+    } else {
+        Which::Final
+    };
+    let dir = import_model(&args.dir, &args.id, &args.out, args.fold.as_deref(), which)?;
+    let info = read_info(&dir)?;
+    println!(
+        "{} ({} classes, {} stages, mirroring {:?}) -> {}",
+        info.model_id,
+        info.classes.len(),
+        info.network.n_stages(),
+        info.default_mirror_axes(),
+        dir.display()
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Model id under --models, or a model directory.
+    id: String,
+    /// Output: an nnU-Net v2 trained-model folder (plans.json, dataset.json,
+    /// fold_all/checkpoint_final.pth) for nnUNetPredictor.
+    out: PathBuf,
+    /// Directory holding the models.
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+}
+
+pub fn export(args: ExportArgs) -> Result<()> {
+    let as_dir = PathBuf::from(&args.id);
+    let model = if as_dir.join("model.json").is_file() {
+        as_dir
+    } else {
+        args.models.join(&args.id)
+    };
+    export_model(&model, &args.out)?;
+    println!(
+        "{} -> {} (nnU-Net v2, fold_all)",
+        model.display(),
         args.out.display()
     );
     Ok(())

@@ -1,22 +1,24 @@
-//! Whole-case inference: preprocess a CT with the plan, sliding-window logits, logits resampled
-//! back to the original grid (linear, as nnU-Net's export), softmax, and the argmax labels.
+//! Whole-case inference as nnU-Net's predictor does it: the image transposed by the plan's
+//! `transpose_forward`, preprocessed, sliding-window logits, logits resampled back to the
+//! cropped grid (linear, nnU-Net's export), softmax, pasted into the original grid, transposed
+//! back by `transpose_backward`, and the argmax labels.
 
-use crate::predict::{PredictOptions, predict_logits};
+use crate::predict::{Accumulation, PredictError, PredictOptions, predict_logits, softmax};
 use crate::unet::PlainConvUNet;
 use burn::tensor::Device;
 use ndarray::{Array3, Array4};
 use statapp_nnunet::plans_file::{Configuration, Plans};
-use statapp_nnunet::preprocess::{preprocess, uncrop};
+use statapp_nnunet::preprocess::{preprocess, transpose, uncrop};
 use statapp_nnunet::resample::{resample_image, separate_axis};
 
-/// Per-class probabilities on the original grid (`classes` maps) and the labels.
+/// Per-class probabilities on the original grid (one map per class) and the labels.
 #[derive(Debug, Clone)]
 pub struct CasePrediction {
     pub probabilities: Vec<Array3<f32>>,
     pub labels: Array3<u8>,
 }
 
-/// Predicts one CT image (HU, `[z, y, x]`, spacing in mm).
+/// Predicts one CT image (HU, `[z, y, x]` as stored, spacing in mm, same order).
 pub fn predict_case(
     net: &PlainConvUNet,
     plans: &Plans,
@@ -25,40 +27,64 @@ pub fn predict_case(
     spacing: [f64; 3],
     opts: PredictOptions,
     device: &Device,
-) -> CasePrediction {
-    let num_classes = 4;
-    let pre = preprocess(image, None, spacing, config.spacing, &plans.intensity);
-    let logits = predict_logits(net, &pre.data, config.patch_size, opts, num_classes, device);
+) -> Result<CasePrediction, PredictError> {
+    let num_classes = net.num_classes();
+    let forward = plans.transpose_forward;
+    let image = transpose(image, forward);
+    let spacing = forward.map(|a| spacing[a]);
+    let pre = preprocess(&image, None, spacing, config.spacing, &plans.intensity);
+    let logits = predict_logits(net, &pre.data, config.patch_size, opts, num_classes, device)?;
     let props = &pre.properties;
     let cropped = props.shape_after_cropping_and_before_resampling;
-    let separate = separate_axis(props.spacing, config.spacing);
-    // nnU-Net resamples the logits, not the probabilities, then applies the softmax
+    // export: current spacing is the plan's, the new one the image's
+    let separate = separate_axis(config.spacing, props.spacing);
+    // nnU-Net resamples the logits, not the probabilities, then applies the softmax; its
+    // resampling writes into an array of the logits' type (float16 in its own accumulation)
+    let f16 = opts.accumulation == Accumulation::F16;
     let resampled: Vec<Array3<f32>> = logits
         .outer_iter()
-        .map(|c| resample_image(&c.to_owned(), cropped, 1, separate))
+        .map(|c| {
+            let mut r = resample_image(&c.to_owned(), cropped, 1, separate);
+            if f16 {
+                r.mapv_inplace(|v| half::f16::from_f32(v).to_f32());
+            }
+            r
+        })
         .collect();
     let views: Vec<_> = resampled.iter().map(|a| a.view()).collect();
-    let stacked =
-        ndarray::stack(ndarray::Axis(0), &views).unwrap_or_else(|_| Array4::zeros((0, 0, 0, 0)));
-    let probs = crate::predict::softmax(&stacked);
+    let stacked: Array4<f32> = ndarray::stack(ndarray::Axis(0), &views)
+        .map_err(|e| PredictError(format!("stacking class maps: {e}")))?;
+    let probs = softmax(&stacked);
+    let backward = plans.transpose_backward;
     let probabilities: Vec<Array3<f32>> = probs
         .outer_iter()
         .enumerate()
-        .map(|(c, p)| uncrop(&p.to_owned(), props, if c == 0 { 1.0 } else { 0.0 }))
+        .map(|(c, p)| {
+            let full = uncrop(&p.to_owned(), props, if c == 0 { 1.0 } else { 0.0 });
+            transpose(&full, backward)
+        })
         .collect();
-    let full = props.shape_before_cropping;
-    let mut labels = Array3::zeros((full[0], full[1], full[2]));
-    ndarray::Zip::indexed(&mut labels).for_each(|(z, y, x), l| {
+    let labels = argmax(&probabilities);
+    Ok(CasePrediction {
+        probabilities,
+        labels,
+    })
+}
+
+/// The most probable class per voxel; ties go to the lower class (numpy's argmax).
+pub fn argmax(probabilities: &[Array3<f32>]) -> Array3<u8> {
+    let Some(first) = probabilities.first() else {
+        return Array3::zeros((0, 0, 0));
+    };
+    let mut labels = Array3::zeros(first.dim());
+    ndarray::Zip::indexed(&mut labels).for_each(|idx, l| {
         let mut best = 0;
         for c in 1..probabilities.len() {
-            if probabilities[c][[z, y, x]] > probabilities[best][[z, y, x]] {
+            if probabilities[c][idx] > probabilities[best][idx] {
                 best = c;
             }
         }
         *l = best as u8;
     });
-    CasePrediction {
-        probabilities,
-        labels,
-    }
+    labels
 }

@@ -4,9 +4,11 @@
 
 pub mod checkpoint;
 pub mod infer;
+pub mod nnunet_format;
+pub mod outputs;
 pub mod predict;
 pub mod rng;
 pub mod train;
 pub mod unet;
 
-pub use unet::{PlainConvUNet, UNetConfig};
+pub use unet::{ParamSource, PlainConvUNet, UNetConfig};

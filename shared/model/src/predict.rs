@@ -1,11 +1,13 @@
 //! Sliding-window prediction with the network: nnU-Net's tiling and Gaussian weighting
-//! (`statapp_nnunet::sliding`), tile batching, optional mirroring over all axis flips, and any
+//! (`statapp_nnunet::sliding`), tile batching, nnU-Net's mirroring over the allowed axes, and any
 //! range of tiles, so that one volume can be split across workers and merged exactly.
 
 use crate::unet::PlainConvUNet;
 use burn::tensor::{Device, Tensor, TensorData};
-use ndarray::{Array3, Array4, s};
-use statapp_nnunet::sliding::{Accumulator, gaussian, padding, tiles};
+use ndarray::{Array3, Array4, ArrayView4, s};
+use statapp_nnunet::sliding::{
+    Accumulator, Accumulator16, gaussian, gaussian_scaled, padding, tiles,
+};
 
 /// A sliding-window job over one preprocessed image.
 #[derive(Debug, Clone)]
@@ -52,32 +54,77 @@ impl SlidingWindow {
     }
 }
 
+/// How tile predictions are summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accumulation {
+    /// float32 sums and weights (statapp's default: no float16 rounding near tile edges).
+    #[default]
+    F32,
+    /// nnU-Net's float16 sums and weights with its Gaussian scaled to 10, for bit-level parity.
+    F16,
+}
+
 /// Options of a prediction run.
 #[derive(Debug, Clone, Copy)]
 pub struct PredictOptions {
-    /// Average over the 8 mirrorings of the tile (nnU-Net's test-time augmentation).
-    pub mirror: bool,
+    /// Axes (0..3, of the network's input) test-time mirroring flips; none: no mirroring.
+    pub mirror_axes: [bool; 3],
     /// Tiles per forward pass.
     pub tile_batch: usize,
     /// Tile step as a fraction of the patch (nnU-Net: 0.5).
     pub step: f64,
+    pub accumulation: Accumulation,
 }
 
 impl Default for PredictOptions {
     fn default() -> Self {
         Self {
-            mirror: false,
+            mirror_axes: [false; 3],
             tile_batch: 1,
             step: 0.5,
+            accumulation: Accumulation::F32,
         }
     }
 }
 
-const FLIPS: [&[usize]; 8] = [&[], &[2], &[3], &[4], &[2, 3], &[2, 4], &[3, 4], &[2, 3, 4]];
+impl PredictOptions {
+    /// Mirroring over `axes` (a model's allowed axes, or none).
+    pub fn mirror(mut self, axes: &[usize]) -> Self {
+        self.mirror_axes = [0, 1, 2].map(|a| axes.contains(&a));
+        self
+    }
+
+    /// The mirrored axes, ascending.
+    pub fn mirrored(&self) -> Vec<usize> {
+        (0..3).filter(|a| self.mirror_axes[*a]).collect()
+    }
+}
+
+/// nnU-Net's mirror combinations (`itertools.combinations` of the allowed axes, by size), as
+/// tensor axes (2..5).
+fn mirror_combinations(axes: &[usize]) -> Vec<Vec<usize>> {
+    let t: Vec<usize> = axes.iter().map(|a| a + 2).collect();
+    let mut out = Vec::new();
+    for size in 1..=t.len() {
+        for mask in 0u32..(1 << t.len()) {
+            if mask.count_ones() as usize == size {
+                out.push(
+                    (0..t.len())
+                        .filter(|i| mask >> i & 1 == 1)
+                        .map(|i| t[i])
+                        .collect(),
+                );
+            }
+        }
+    }
+    // lexicographic within a size, as itertools yields them
+    out.sort_by(|a: &Vec<usize>, b: &Vec<usize>| a.len().cmp(&b.len()).then(a.cmp(b)));
+    out
+}
 
 fn flip(x: Tensor<5>, axes: &[usize]) -> Tensor<5> {
     match axes {
-        [] => x,
         [a] => x.flip([*a]),
         [a, b] => x.flip([*a, *b]),
         [a, b, c] => x.flip([*a, *b, *c]),
@@ -85,24 +132,26 @@ fn flip(x: Tensor<5>, axes: &[usize]) -> Tensor<5> {
     }
 }
 
-/// Logits of a batch of tiles `(n, 1, z, y, x)`, averaged over mirrorings when asked.
-fn predict_batch(net: &PlainConvUNet, x: Tensor<5>, mirror: bool) -> Tensor<5> {
-    if !mirror {
-        return net.predict(x);
+/// Logits of a batch of tiles `(n, 1, z, y, x)`, averaged over mirrorings as nnU-Net's
+/// `_internal_maybe_mirror_and_predict`: the plain prediction plus each flipped one, in order,
+/// divided by their number.
+fn predict_batch(net: &PlainConvUNet, x: Tensor<5>, axes: &[usize]) -> Tensor<5> {
+    let combos = mirror_combinations(axes);
+    let mut sum = net.predict(x.clone());
+    for c in &combos {
+        sum = sum + flip(net.predict(flip(x.clone(), c)), c);
     }
-    let mut sum: Option<Tensor<5>> = None;
-    for axes in FLIPS {
-        let y = flip(net.predict(flip(x.clone(), axes)), axes);
-        sum = Some(match sum {
-            Some(s) => s + y,
-            None => y,
-        });
+    if combos.is_empty() {
+        sum
+    } else {
+        sum / (combos.len() + 1) as f64
     }
-    sum.map_or_else(|| net.predict(x), |s| s / FLIPS.len() as f64)
 }
 
-/// Predicts the tiles `range` of a padded image into a fresh accumulator.
-pub fn predict_tiles(
+/// Runs the network on the tiles `range` of a padded image and hands each tile's logits
+/// `(classes, patch)` with its start to `add`.
+#[allow(clippy::too_many_arguments)]
+fn for_each_tile(
     net: &PlainConvUNet,
     padded: &Array3<f32>,
     sw: &SlidingWindow,
@@ -110,11 +159,11 @@ pub fn predict_tiles(
     opts: PredictOptions,
     num_classes: usize,
     device: &Device,
-) -> Accumulator {
-    let mut acc = Accumulator::new(num_classes, sw.padded_shape);
+    mut add: impl FnMut([usize; 3], ArrayView4<f32>),
+) -> Result<(), PredictError> {
     let [pz, py, px] = sw.patch;
-    let tiles = &sw.tiles[range];
-    for chunk in tiles.chunks(opts.tile_batch.max(1)) {
+    let axes = opts.mirrored();
+    for chunk in sw.tiles[range].chunks(opts.tile_batch.max(1)) {
         let mut values = Vec::with_capacity(chunk.len() * pz * py * px);
         for t in chunk {
             let tile = padded.slice(s![t[0]..t[0] + pz, t[1]..t[1] + py, t[2]..t[2] + px]);
@@ -124,20 +173,46 @@ pub fn predict_tiles(
             TensorData::new(values, [chunk.len(), 1, pz, py, px]),
             device,
         );
-        let logits = predict_batch(net, x, opts.mirror).into_data();
-        let flat: Vec<f32> = logits
-            .as_slice::<f32>()
-            .map(<[f32]>::to_vec)
-            .unwrap_or_default();
+        let flat = predict_batch(net, x, &axes)
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| PredictError(format!("network output: {e:?}")))?;
         let per_tile = num_classes * pz * py * px;
         for (i, t) in chunk.iter().enumerate() {
-            let part = &flat[i * per_tile..(i + 1) * per_tile];
-            if let Ok(view) = ndarray::ArrayView4::from_shape((num_classes, pz, py, px), part) {
-                acc.add(*t, view, &sw.gaussian);
-            }
+            let part = flat.get(i * per_tile..(i + 1) * per_tile).ok_or_else(|| {
+                PredictError(format!(
+                    "network output holds {} values, not {num_classes} classes per tile",
+                    flat.len()
+                ))
+            })?;
+            let view = ArrayView4::from_shape((num_classes, pz, py, px), part)
+                .map_err(|e| PredictError(e.to_string()))?;
+            add(*t, view);
         }
     }
-    acc
+    Ok(())
+}
+
+/// A prediction that could not be made (the network's output does not fit the plan).
+#[derive(Debug, thiserror::Error)]
+#[error("prediction: {0}")]
+pub struct PredictError(pub String);
+
+/// Predicts the tiles `range` of a padded image into a fresh float32 accumulator.
+pub fn predict_tiles(
+    net: &PlainConvUNet,
+    padded: &Array3<f32>,
+    sw: &SlidingWindow,
+    range: std::ops::Range<usize>,
+    opts: PredictOptions,
+    num_classes: usize,
+    device: &Device,
+) -> Result<Accumulator, PredictError> {
+    let mut acc = Accumulator::new(num_classes, sw.padded_shape);
+    for_each_tile(net, padded, sw, range, opts, num_classes, device, |t, v| {
+        acc.add(t, v, &sw.gaussian)
+    })?;
+    Ok(acc)
 }
 
 /// Whole-image logits `(classes, z, y, x)` on the preprocessed grid.
@@ -148,20 +223,25 @@ pub fn predict_logits(
     opts: PredictOptions,
     num_classes: usize,
     device: &Device,
-) -> Array4<f32> {
+) -> Result<Array4<f32>, PredictError> {
     let shape = [data.dim().0, data.dim().1, data.dim().2];
     let sw = SlidingWindow::new(shape, patch, opts.step);
     let padded = sw.pad_image(data);
-    let acc = predict_tiles(
-        net,
-        &padded,
-        &sw,
-        0..sw.tiles.len(),
-        opts,
-        num_classes,
-        device,
-    );
-    sw.crop(&acc.finish())
+    let all = 0..sw.tiles.len();
+    let logits = match opts.accumulation {
+        Accumulation::F32 => {
+            predict_tiles(net, &padded, &sw, all, opts, num_classes, device)?.finish()
+        }
+        Accumulation::F16 => {
+            let g = gaussian_scaled(patch, 1.0 / 8.0, 10.0);
+            let mut acc = Accumulator16::new(num_classes, sw.padded_shape);
+            for_each_tile(net, &padded, &sw, all, opts, num_classes, device, |t, v| {
+                acc.add(t, v, &g)
+            })?;
+            acc.finish()
+        }
+    };
+    Ok(sw.crop(&logits))
 }
 
 /// Softmax over the class axis.

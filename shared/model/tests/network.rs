@@ -7,6 +7,7 @@ use ndarray::Array3;
 use statapp_model::checkpoint::{load_weights, save_weights};
 use statapp_model::predict::{PredictOptions, SlidingWindow, predict_logits, predict_tiles};
 use statapp_model::{PlainConvUNet, UNetConfig};
+use statapp_nnunet::plans_file::Layers;
 
 fn tiny() -> UNetConfig {
     UNetConfig {
@@ -17,6 +18,7 @@ fn tiny() -> UNetConfig {
         strides: vec![[1, 1, 1], [1, 2, 2], [2, 2, 2]],
         n_conv: vec![2, 2, 2],
         n_conv_decoder: vec![2, 2],
+        layers: Layers::default(),
     }
 }
 
@@ -71,8 +73,8 @@ fn checkpoint_round_trip_predicts_the_same() {
     assert!(weights(&net) == weights(&back), "weights changed on reload");
     let data = input([6, 20, 20]);
     let opts = PredictOptions::default();
-    let a = predict_logits(&net, &data, [4, 16, 16], opts, 4, &d);
-    let b = predict_logits(&back, &data, [4, 16, 16], opts, 4, &d);
+    let a = predict_logits(&net, &data, [4, 16, 16], opts, 4, &d).unwrap();
+    let b = predict_logits(&back, &data, [4, 16, 16], opts, 4, &d).unwrap();
     assert_eq!(a, b);
     assert!(load_weights(&tiny(), &dir.path().join("missing.bpk"), &d).is_err());
 }
@@ -87,14 +89,16 @@ fn tile_ranges_merge_to_whole_volume_inference() {
     let n = sw.tiles.len();
     assert!(n >= 8, "{n} tiles");
     let opts = PredictOptions {
-        mirror: true,
         tile_batch: 3,
-        step: 0.5,
-    };
-    let whole = predict_tiles(&net, &padded, &sw, 0..n, opts, 4, &d).finish();
-    let mut merged = predict_tiles(&net, &padded, &sw, 0..2, opts, 4, &d);
+        ..PredictOptions::default()
+    }
+    .mirror(&[0, 1, 2]);
+    let whole = predict_tiles(&net, &padded, &sw, 0..n, opts, 4, &d)
+        .unwrap()
+        .finish();
+    let mut merged = predict_tiles(&net, &padded, &sw, 0..2, opts, 4, &d).unwrap();
     for r in [2..5, 5..n - 1, n - 1..n] {
-        merged.merge(&predict_tiles(&net, &padded, &sw, r, opts, 4, &d));
+        merged.merge(&predict_tiles(&net, &padded, &sw, r, opts, 4, &d).unwrap());
     }
     let merged = merged.finish();
     let diff = whole
@@ -109,14 +113,11 @@ fn tile_ranges_merge_to_whole_volume_inference() {
         &padded,
         &sw,
         0..n,
-        PredictOptions {
-            mirror: true,
-            tile_batch: 1,
-            step: 0.5,
-        },
+        PredictOptions::default().mirror(&[0, 1, 2]),
         4,
         &d,
     )
+    .unwrap()
     .finish();
     let diff = whole
         .iter()

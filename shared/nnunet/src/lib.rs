@@ -3,10 +3,12 @@
 
 pub mod dataset;
 pub mod ensemble;
+pub mod model_dir;
 pub mod plans;
 pub mod plans_file;
 pub mod prepare;
 pub mod preprocess;
 pub mod resample;
+pub mod results;
 pub mod sliding;
 pub mod splits;

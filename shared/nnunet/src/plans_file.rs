@@ -13,6 +13,8 @@ pub enum PlansError {
     Field(String),
     #[error("plans: no configuration {0:?}")]
     NoConfiguration(String),
+    #[error("plans: configuration {name:?} cannot be run here: {reason}")]
+    Unsupported { name: String, reason: String },
     #[error("plans: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -30,6 +32,109 @@ pub struct Configuration {
     pub strides: Vec<[usize; 3]>,
     pub n_conv_per_stage: Vec<usize>,
     pub n_conv_per_stage_decoder: Vec<usize>,
+    /// The layers around the convolutions (`arch_kwargs`' conv bias, norm and nonlinearity).
+    #[serde(default)]
+    pub layers: Layers,
+}
+
+/// What the PlainConvUNet's blocks are made of besides their shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Layers {
+    pub conv_bias: bool,
+    pub norm_eps: f64,
+    pub norm_affine: bool,
+    /// LeakyReLU's slope (0 for ReLU).
+    pub negative_slope: f64,
+    /// nonlinearity before the norm (`nonlin_first`).
+    pub nonlin_first: bool,
+}
+
+impl Default for Layers {
+    /// nnU-Net's defaults: biased convs, InstanceNorm3d(eps 1e-5, affine), LeakyReLU(0.01).
+    fn default() -> Self {
+        Self {
+            conv_bias: true,
+            norm_eps: 1e-5,
+            norm_affine: true,
+            negative_slope: 0.01,
+            nonlin_first: false,
+        }
+    }
+}
+
+impl Layers {
+    /// Reads and checks `arch_kwargs`: only what a 3-D PlainConvUNet with instance norm and a
+    /// (leaky) ReLU needs is accepted; anything else is an error naming it.
+    fn from_arch_kwargs(k: &Value) -> Result<Self, String> {
+        let name = |key: &str| k.get(key).and_then(Value::as_str).unwrap_or("");
+        let last = |s: &str| s.rsplit('.').next().unwrap_or("").to_string();
+        if last(name("conv_op")) != "Conv3d" {
+            return Err(format!("conv_op {:?} is not Conv3d", name("conv_op")));
+        }
+        if last(name("norm_op")) != "InstanceNorm3d" {
+            return Err(format!(
+                "norm_op {:?} is not InstanceNorm3d",
+                name("norm_op")
+            ));
+        }
+        let norm = k.get("norm_op_kwargs").cloned().unwrap_or(Value::Null);
+        if norm.get("track_running_stats").and_then(Value::as_bool) == Some(true) {
+            return Err("norm_op_kwargs.track_running_stats is true".into());
+        }
+        let nonlin = k.get("nonlin_kwargs").cloned().unwrap_or(Value::Null);
+        let negative_slope = match last(name("nonlin")).as_str() {
+            "LeakyReLU" => nonlin
+                .get("negative_slope")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.01),
+            "ReLU" => 0.0,
+            other => return Err(format!("nonlin {other:?} is not LeakyReLU or ReLU")),
+        };
+        Ok(Self {
+            conv_bias: k.get("conv_bias").and_then(Value::as_bool).unwrap_or(false),
+            norm_eps: norm.get("eps").and_then(Value::as_f64).unwrap_or(1e-5),
+            // torch's InstanceNorm3d has no affine parameters unless asked
+            norm_affine: norm.get("affine").and_then(Value::as_bool).unwrap_or(false),
+            negative_slope,
+            nonlin_first: k
+                .get("nonlin_first")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        })
+    }
+}
+
+/// The network classes statapp runs, by nnU-Net's `network_class_name`.
+const PLAIN_CONV_UNET: &str = "PlainConvUNet";
+
+/// A configuration with its `inherits_from` chain resolved as nnU-Net's PlansManager does: the
+/// parent's fields, overridden key by key (top level only) by the child's.
+fn resolve_inheritance(
+    configs: &serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Value, String> {
+    let mut chain = vec![name.to_string()];
+    let mut merged = serde_json::Map::new();
+    let mut cur = name.to_string();
+    loop {
+        let c = configs
+            .get(&cur)
+            .and_then(Value::as_object)
+            .ok_or_else(|| format!("inherits from {cur:?}, which the plans do not have"))?;
+        for (k, v) in c {
+            merged.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        match c.get("inherits_from").and_then(Value::as_str) {
+            Some(parent) if chain.iter().any(|v| v == parent) => {
+                return Err(format!("circular inheritance through {parent:?}"));
+            }
+            Some(parent) => {
+                chain.push(parent.to_string());
+                cur = parent.to_string();
+            }
+            None => return Ok(Value::Object(merged)),
+        }
+    }
 }
 
 impl Configuration {
@@ -46,6 +151,7 @@ impl Configuration {
             strides: p.topology.strides.clone(),
             n_conv_per_stage: vec![2; n],
             n_conv_per_stage_decoder: vec![2; n - 1],
+            layers: Layers::default(),
         }
     }
 
@@ -82,6 +188,7 @@ impl Configuration {
             strides: topo.strides,
             n_conv_per_stage: vec![2; n],
             n_conv_per_stage_decoder: vec![2; n - 1],
+            layers: Layers::default(),
         }
     }
 
@@ -116,13 +223,14 @@ impl Configuration {
                     "strides": self.strides,
                     "n_conv_per_stage": self.n_conv_per_stage,
                     "n_conv_per_stage_decoder": self.n_conv_per_stage_decoder,
-                    "conv_bias": true,
+                    "conv_bias": self.layers.conv_bias,
                     "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-                    "norm_op_kwargs": {"eps": 1e-5, "affine": true},
+                    "norm_op_kwargs": {"eps": self.layers.norm_eps, "affine": self.layers.norm_affine},
                     "dropout_op": null,
                     "dropout_op_kwargs": null,
                     "nonlin": "torch.nn.LeakyReLU",
-                    "nonlin_kwargs": {"inplace": true}
+                    "nonlin_kwargs": {"inplace": true, "negative_slope": self.layers.negative_slope},
+                    "nonlin_first": self.layers.nonlin_first
                 },
                 "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]
             },
@@ -131,6 +239,33 @@ impl Configuration {
     }
 
     fn from_json(name: &str, v: &Value) -> Result<Self, PlansError> {
+        let unsupported = |reason: String| PlansError::Unsupported {
+            name: name.into(),
+            reason,
+        };
+        let class = v
+            .pointer("/architecture/network_class_name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if class.rsplit('.').next() != Some(PLAIN_CONV_UNET) {
+            return Err(unsupported(format!(
+                "network class {class:?} is not supported (statapp runs {PLAIN_CONV_UNET})"
+            )));
+        }
+        if let Some(schemes) = v.get("normalization_schemes").and_then(Value::as_array)
+            && schemes
+                .iter()
+                .any(|n| n.as_str() != Some("CTNormalization"))
+        {
+            return Err(unsupported(format!(
+                "normalization {schemes:?}: statapp preprocesses CT (CTNormalization) only"
+            )));
+        }
+        let layers = Layers::from_arch_kwargs(
+            v.pointer("/architecture/arch_kwargs")
+                .unwrap_or(&Value::Null),
+        )
+        .map_err(unsupported)?;
         let field = |k: &str| -> Result<Value, PlansError> {
             let mut cur = v;
             for part in k.split('.') {
@@ -158,6 +293,7 @@ impl Configuration {
             n_conv_per_stage_decoder: serde_json::from_value(field(&format!(
                 "{arch}.n_conv_per_stage_decoder"
             ))?)?,
+            layers,
         })
     }
 }
@@ -171,11 +307,19 @@ pub struct Plans {
     pub original_median_spacing_after_transp: [f64; 3],
     pub original_median_shape_after_transp: [f64; 3],
     pub configurations: BTreeMap<String, Configuration>,
+    /// Configurations present in the file that statapp cannot run, with the reason.
+    pub unsupported: BTreeMap<String, String>,
     pub intensity: IntensityProperties,
 }
 
 impl Plans {
     pub fn configuration(&self, name: &str) -> Result<&Configuration, PlansError> {
+        if let Some(reason) = self.unsupported.get(name) {
+            return Err(PlansError::Unsupported {
+                name: name.into(),
+                reason: reason.clone(),
+            });
+        }
         self.configurations
             .get(name)
             .ok_or_else(|| PlansError::NoConfiguration(name.into()))
@@ -202,17 +346,31 @@ impl Plans {
         })
     }
 
-    /// Reads nnU-Net v2 plans (ours or nnU-Net's); configurations that are not 3-D PlainConvUNets
-    /// (nnU-Net's `2d`, cascades) are skipped.
+    /// Reads nnU-Net v2 plans (ours or nnU-Net's), `inherits_from` resolved; configurations
+    /// that are not 3-D PlainConvUNets (nnU-Net's `2d`, ResEnc presets) are kept aside with the
+    /// reason, which [`Plans::configuration`] reports when one is asked for.
     pub fn from_json(v: &Value) -> Result<Self, PlansError> {
         let get = |k: &str| v.get(k).cloned().ok_or_else(|| PlansError::Field(k.into()));
         let mut configurations = BTreeMap::new();
+        let mut unsupported = BTreeMap::new();
         if let Some(map) = v.get("configurations").and_then(Value::as_object) {
-            for (name, c) in map {
-                if let Ok(cfg) = Configuration::from_json(name, c)
-                    && cfg.patch_size.len() == 3
-                {
-                    configurations.insert(name.clone(), cfg);
+            for name in map.keys() {
+                let parsed = resolve_inheritance(map, name)
+                    .map_err(|reason| PlansError::Unsupported {
+                        name: name.clone(),
+                        reason,
+                    })
+                    .and_then(|c| Configuration::from_json(name, &c));
+                match parsed {
+                    Ok(cfg) => {
+                        configurations.insert(name.clone(), cfg);
+                    }
+                    Err(PlansError::Unsupported { reason, .. }) => {
+                        unsupported.insert(name.clone(), reason);
+                    }
+                    Err(other) => {
+                        unsupported.insert(name.clone(), other.to_string());
+                    }
                 }
             }
         }
@@ -227,6 +385,7 @@ impl Plans {
                 "original_median_shape_after_transp",
             )?)?,
             configurations,
+            unsupported,
             intensity: serde_json::from_value(
                 v.pointer("/foreground_intensity_properties_per_channel/0")
                     .cloned()

@@ -5,7 +5,7 @@
 use crate::dataset::{CaseFiles, CaseSet, DatasetError, list_cases, read_splits, select};
 use crate::plans::{percentile, plan_from_fingerprint};
 use crate::plans_file::{Configuration, Plans};
-use crate::preprocess::{case_fingerprint, dataset_fingerprint, preprocess};
+use crate::preprocess::{case_fingerprint, dataset_fingerprint, preprocess, transpose};
 use statapp_volume::{
     Geometry, ReadOptions, Volume, VolumeError, read_nifti, write_atomic, write_nifti,
 };
@@ -117,6 +117,7 @@ pub fn prepare_dataset(
         original_median_shape_after_transp: forward
             .map(|k| median(fp.shapes_after_crop.iter().map(|s| s[k] as f64).collect())),
         configurations,
+        unsupported: BTreeMap::new(),
         intensity: intensity.clone(),
     };
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
@@ -134,10 +135,13 @@ pub fn prepare_dataset(
         let (image, labels) = load(case)?;
         for c in &configs {
             let dir = out.join(c.data_identifier());
+            // nnU-Net preprocesses the image with its axes in the plan's order
+            let forward = plans.transpose_forward;
+            let spacing = image.geometry().spacing_zyx();
             let pre = preprocess(
-                image.data(),
-                Some(labels.data()),
-                image.geometry().spacing_zyx(),
+                &transpose(image.data(), forward),
+                Some(&transpose(labels.data(), forward)),
+                forward.map(|a| spacing[a]),
                 c.spacing,
                 &intensity,
             );

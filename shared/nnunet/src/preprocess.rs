@@ -267,6 +267,18 @@ pub fn probabilities_to_original(
         .collect()
 }
 
+/// `a` with its axes permuted as numpy's `a.transpose(axes)`: axis `i` of the result is axis
+/// `axes[i]` of `a`.
+pub fn transpose<T: Clone>(a: &Array3<T>, axes: [usize; 3]) -> Array3<T> {
+    if axes == [0, 1, 2] {
+        return a.clone();
+    }
+    a.view()
+        .permuted_axes(axes)
+        .as_standard_layout()
+        .into_owned()
+}
+
 /// Pastes a map of the crop box back into the original grid, `fill` outside the box.
 pub fn uncrop(cropped: &Array3<f32>, props: &CaseProperties, fill: f32) -> Array3<f32> {
     let b = props.bbox_used_for_cropping;

@@ -27,6 +27,12 @@ pub fn steps(image: [usize; 3], tile: [usize; 3], step_size: f64) -> [Vec<usize>
 /// truncated at 4 sigma, scaled to a maximum of 1), rounded to float16 as nnU-Net holds it, with
 /// zeros (float16 underflow) replaced by the smallest non-zero value.
 pub fn gaussian(tile: [usize; 3], sigma_scale: f64) -> Array3<f32> {
+    gaussian_scaled(tile, sigma_scale, 1.0)
+}
+
+/// [`gaussian`] with its maximum at `value_scale` before the float16 rounding: nnU-Net's
+/// predictor asks for 10, which keeps float16 accumulators away from subnormals.
+pub fn gaussian_scaled(tile: [usize; 3], sigma_scale: f64, value_scale: f64) -> Array3<f32> {
     // scipy builds each 1-D kernel as exp(-x^2 / 2 sigma^2) normalised by its (pairwise) sum and
     // filters axis by axis, so a voxel is ((w0 * w1) * w2), then the map is divided by its maximum;
     // the same operations in the same order land on the same float16 values
@@ -52,7 +58,7 @@ pub fn gaussian(tile: [usize; 3], sigma_scale: f64) -> Array3<f32> {
     let c = tile.map(|t| t / 2);
     let max = kernels[0][c[0]] * kernels[1][c[1]] * kernels[2][c[2]];
     let mut g = Array3::from_shape_fn((tile[0], tile[1], tile[2]), |(z, y, x)| {
-        let v = kernels[0][z] * kernels[1][y] * kernels[2][x] / max;
+        let v = kernels[0][z] * kernels[1][y] * kernels[2][x] / (max / value_scale);
         // torch converts float64 to float16 through float32 (double rounding): do the same
         half::f16::from_f32(v as f32).to_f32()
     });
@@ -158,6 +164,54 @@ impl Accumulator {
             ndarray::Zip::from(&mut c)
                 .and(&self.weight)
                 .for_each(|v, w| *v /= w);
+        }
+        out
+    }
+}
+
+/// nnU-Net's own accumulation: logit sums and weights held in float16 (`predicted_logits` and
+/// `n_predictions` are `torch.half`), every addition rounded to float16, the quotient too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accumulator16 {
+    pub sum: Array4<half::f16>,
+    pub weight: Array3<half::f16>,
+}
+
+impl Accumulator16 {
+    pub fn new(channels: usize, image: [usize; 3]) -> Self {
+        Self {
+            sum: Array4::from_elem((channels, image[0], image[1], image[2]), half::f16::ZERO),
+            weight: Array3::from_elem((image[0], image[1], image[2]), half::f16::ZERO),
+        }
+    }
+
+    /// `predicted_logits[sl] += prediction * gaussian` (the product in float32, as torch
+    /// multiplies a float32 tensor by a half one), `n_predictions[sl] += gaussian`.
+    pub fn add(&mut self, start: [usize; 3], prediction: ArrayView4<f32>, gaussian: &Array3<f32>) {
+        let f16 = half::f16::from_f32;
+        let (_, tz, ty, tx) = prediction.dim();
+        let [z, y, x] = start;
+        let mut w = self.weight.slice_mut(s![z..z + tz, y..y + ty, x..x + tx]);
+        ndarray::Zip::from(&mut w)
+            .and(gaussian)
+            .for_each(|d, g| *d = f16(d.to_f32() + g));
+        for (c, p) in prediction.outer_iter().enumerate() {
+            let mut dst = self.sum.slice_mut(s![c, z..z + tz, y..y + ty, x..x + tx]);
+            ndarray::Zip::from(&mut dst)
+                .and(&p)
+                .and(gaussian)
+                .for_each(|d, v, g| *d = f16(d.to_f32() + v * g));
+        }
+    }
+
+    /// The weighted mean, rounded to float16 (`torch.div(..., out=predicted_logits)`).
+    pub fn finish(&self) -> Array4<f32> {
+        let mut out = Array4::zeros(self.sum.dim());
+        for (mut o, s) in out.outer_iter_mut().zip(self.sum.outer_iter()) {
+            ndarray::Zip::from(&mut o)
+                .and(&s)
+                .and(&self.weight)
+                .for_each(|o, s, w| *o = half::f16::from_f32(s.to_f32() / w.to_f32()).to_f32());
         }
         out
     }

@@ -1,5 +1,6 @@
-//! Infer: one case with one model (sliding window, nnU-Net's export: logits resampled to the
-//! image grid, softmax), written as f32 probability maps and labels under
+//! Infer: one case with one model as nnU-Net predicts it (sliding window, mirroring over the
+//! model's allowed axes unless switched off, export: logits resampled to the image grid, softmax),
+//! written as f32 probability maps, `prediction.json` and labels under
 //! `predictions/<model>/<case>/`, then a `MetricsJob` for it and, once every registered model has
 //! predicted the case, an `EnsembleJob`. A complete prediction is not computed again.
 
@@ -7,14 +8,15 @@ use crate::StageError;
 use crate::ingest::registered_models;
 use crate::predictions;
 use burn::tensor::Device;
-use statapp_model::checkpoint::{load_weights, read_info};
+use statapp_model::checkpoint::{MODEL_JSON, ModelInfo, load_weights};
 use statapp_model::infer::predict_case;
+use statapp_model::outputs::{PredictionRecord, encode_prediction};
 use statapp_model::predict::PredictOptions;
-use statapp_nnunet::ensemble::{PROB_FILES, SEGMENTATION_FILE};
+use statapp_nnunet::model_dir::parse_info;
 use statapp_nnunet::plans_file::Plans;
 use statapp_pipeline::jobs::{EnsembleJob, InferJob, Job, MetricsJob};
 use statapp_pipeline::{JobQueue, Key, ObjectStore};
-use statapp_volume::{ReadOptions, Volume, WriteOptions, encode_nifti, read_nifti_bytes};
+use statapp_volume::{ReadOptions, read_nifti_bytes};
 use std::path::Path;
 
 fn input(e: impl std::fmt::Display) -> StageError {
@@ -65,6 +67,19 @@ fn get(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>, StageError> {
         .ok_or_else(|| StageError::Input(format!("{k}: missing")))
 }
 
+/// Mirroring for this run: the model's own default unless `STATAPP_MIRRORING` says `on` (the
+/// model's allowed axes) or `off`.
+fn mirror_axes(info: &ModelInfo) -> Result<Vec<usize>, StageError> {
+    match std::env::var("STATAPP_MIRRORING").as_deref() {
+        Err(_) | Ok("") | Ok("model") => Ok(info.default_mirror_axes()),
+        Ok("on") => Ok(info.mirroring_axes.clone()),
+        Ok("off") => Ok(Vec::new()),
+        Ok(other) => Err(StageError::Input(format!(
+            "STATAPP_MIRRORING={other:?}: expected on, off or model"
+        ))),
+    }
+}
+
 fn predict(
     store: &dyn ObjectStore,
     case: &str,
@@ -74,20 +89,20 @@ fn predict(
 ) -> Result<(), StageError> {
     let scratch = tempfile::tempdir()?;
     let dir = scratch.path();
-    for f in ["model.json", "plans.json"] {
-        std::fs::write(dir.join(f), get(store, &format!("models/{model}/{f}"))?)?;
-    }
-    let info = read_info(dir).map_err(input)?;
-    let checkpoint = info.prediction_checkpoint();
-    std::fs::write(
-        dir.join(checkpoint),
-        get(store, &format!("models/{model}/{checkpoint}"))?,
-    )?;
-    let plans_json =
-        serde_json::from_slice(&std::fs::read(dir.join("plans.json"))?).map_err(input)?;
+    let info_key = format!("models/{model}/{MODEL_JSON}");
+    let info = parse_info(Path::new(&info_key), &get(store, &info_key)?).map_err(input)?;
+    let plans_bytes = get(store, &format!("models/{model}/plans.json"))?;
+    let checkpoint = info.prediction_checkpoint().to_string();
+    // keep the checkpoint's file name: its extension says which format it is
+    let name = Path::new(&checkpoint)
+        .file_name()
+        .ok_or_else(|| StageError::Input(format!("model {model}: checkpoint {checkpoint:?}")))?;
+    let local = dir.join(name);
+    std::fs::write(&local, get(store, &format!("models/{model}/{checkpoint}"))?)?;
+    let plans_json = serde_json::from_slice(&plans_bytes).map_err(input)?;
     let plans = Plans::from_json(&plans_json).map_err(input)?;
     let config = plans.configuration(&info.configuration).map_err(input)?;
-    let net = load_weights(&info.network, &dir.join(checkpoint), device).map_err(input)?;
+    let net = load_weights(&info.network, &local, device).map_err(input)?;
     let image_key = format!("cases/{case}/image.nii.gz");
     let image = read_nifti_bytes(
         Path::new(&image_key),
@@ -96,11 +111,7 @@ fn predict(
     )
     .map_err(input)?
     .into_f32();
-    let opts = PredictOptions {
-        mirror: false,
-        tile_batch: 1,
-        step: 0.5,
-    };
+    let opts = PredictOptions::default().mirror(&mirror_axes(&info)?);
     let out = predict_case(
         &net,
         &plans,
@@ -109,21 +120,12 @@ fn predict(
         image.geometry().spacing_zyx(),
         opts,
         device,
-    );
-    let g = image.geometry().clone();
-    let w = WriteOptions::default();
-    for (file, p) in PROB_FILES.iter().zip(&out.probabilities[1..]) {
-        let v = Volume::new(p.clone(), g.clone()).map_err(input)?;
-        store.put(
-            &predictions::key(prefix, case, file)?,
-            &encode_nifti(&v, &w, true),
-        )?;
+    )
+    .map_err(input)?;
+    let record = PredictionRecord::new(&info, &checkpoint, &plans_bytes, &opts);
+    for (file, bytes) in encode_prediction(&info, out, image.geometry(), &record).map_err(input)? {
+        store.put(&predictions::key(prefix, case, &file)?, &bytes)?;
     }
-    let labels = Volume::new(out.labels, g).map_err(input)?;
-    store.put(
-        &predictions::key(prefix, case, SEGMENTATION_FILE)?,
-        &encode_nifti(&labels, &w, true),
-    )?;
-    tracing::info!(case, model, "prediction written");
+    tracing::info!(case, model, mirroring = ?record.mirroring_axes, "prediction written");
     Ok(())
 }

@@ -273,14 +273,15 @@ pub fn train(
     log::plot(&log, &work.join(TRAINING_CURVE)).map_err(|e| io_err(&work, e))?;
     write_info(
         &work,
-        &ModelInfo {
-            model_id: model_id.clone(),
-            configuration: settings.configuration.clone(),
-            seed: settings.seed,
+        &ModelInfo::native(
+            model_id.clone(),
+            settings.configuration.clone(),
+            settings.seed,
             network,
-            checkpoints: vec![CHECKPOINT_BEST.into(), CHECKPOINT_FINAL.into()],
-        },
-    )?;
+            vec![CHECKPOINT_BEST.into(), CHECKPOINT_FINAL.into()],
+        ),
+    )
+    .map_err(CheckpointError::from)?;
     if final_dir.exists() {
         // an incomplete directory without model.json (from an older interrupted layout)
         std::fs::remove_dir_all(&final_dir).map_err(|e| io_err(&final_dir, e))?;

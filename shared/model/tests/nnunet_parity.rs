@@ -1,0 +1,210 @@
+//! A real nnU-Net v2 model (trained by nnU-Net's own `nnUNetTrainer_5epochs` on CPU, with a
+//! custom `3d_tiny` plan inheriting from 3d_fullres and a non-identity `transpose_forward`;
+//! tools/nnunet_model_reference.py) imported unchanged and run as nnUNetPredictor runs it:
+//! one forward pass, then whole images with and without mirroring, in nnU-Net's float16
+//! accumulation and in statapp's float32 one.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use burn::tensor::{Device, Tensor, TensorData};
+use statapp_model::checkpoint::load_weights;
+use statapp_model::infer::predict_case;
+use statapp_model::predict::{Accumulation, PredictOptions};
+use statapp_nnunet::plans_file::Plans;
+use statapp_nnunet::results::{Which, read_results_folder};
+use statapp_volume::{ReadOptions, read_nifti};
+use std::path::{Path, PathBuf};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/nnunet_model")
+}
+
+fn model_folder() -> PathBuf {
+    fixture().join("model/nnUNetTrainer_5epochs__nnUNetPlans__3d_tiny")
+}
+
+/// A `.npy` file (version 1, C order, little-endian f2 / f4 / u1) as f32 values and shape.
+fn npy(path: &Path) -> (Vec<f32>, Vec<usize>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+    assert!(header.contains("'fortran_order': False"), "{header}");
+    let shape_text = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let data = &bytes[10 + len..];
+    let values = if header.contains("'<f2'") {
+        data.chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect()
+    } else if header.contains("'<f4'") {
+        data.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    } else if header.contains("'|u1'") {
+        data.iter().map(|v| f32::from(*v)).collect()
+    } else {
+        panic!("unexpected dtype in {header}")
+    };
+    (values, shape)
+}
+
+fn network() -> (statapp_model::PlainConvUNet, Plans, String) {
+    let found = read_results_folder(&model_folder(), "ref", None, Which::Final).unwrap();
+    let net = load_weights(&found.info.network, &found.checkpoint_file, &Device::flex()).unwrap();
+    let plans_json = serde_json::from_slice(&std::fs::read(&found.plans_file).unwrap()).unwrap();
+    (
+        net,
+        Plans::from_json(&plans_json).unwrap(),
+        found.info.configuration,
+    )
+}
+
+#[test]
+fn the_checkpoint_describes_itself() {
+    let found = read_results_folder(&model_folder(), "ref", None, Which::Final).unwrap();
+    let info = found.info;
+    assert_eq!(info.configuration, "3d_tiny");
+    assert_eq!(info.classes, ["background", "pancreas", "kidney", "liver"]);
+    assert_eq!(info.mirroring_axes, [0, 1, 2]);
+    assert!(info.mirroring);
+    assert_eq!(info.network.features, [8, 16, 32]);
+    assert_eq!(info.nnunet.unwrap().trainer, "nnUNetTrainer_5epochs");
+    let missing = read_results_folder(&model_folder(), "ref", None, Which::Best).unwrap_err();
+    assert!(
+        missing.to_string().contains("checkpoint_best.pth"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn one_forward_pass_matches_pytorch() {
+    let (net, _, _) = network();
+    let (x, shape) = npy(&fixture().join("expected/patch_input.npy"));
+    let (want, want_shape) = npy(&fixture().join("expected/patch_logits.npy"));
+    let dims: [usize; 5] = shape.try_into().unwrap();
+    let input = Tensor::<5>::from_data(TensorData::new(x, dims), &Device::flex());
+    let out = net.predict(input);
+    assert_eq!(out.dims().to_vec(), want_shape);
+    let got = out.into_data().try_to_vec::<f32>().unwrap();
+    let max = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max <= 1e-4, "logits differ by {max}");
+}
+
+struct Comparison {
+    max_abs: f32,
+    p9999: f32,
+    seg_equal: f64,
+}
+
+fn compare(case: &str, mirror: bool, accumulation: Accumulation) -> Comparison {
+    let (net, plans, configuration) = network();
+    let config = plans.configuration(&configuration).unwrap();
+    let image = read_nifti(
+        fixture().join(format!("images/{case}_0000.nii.gz")),
+        &ReadOptions::default(),
+    )
+    .unwrap()
+    .into_f32();
+    let axes: &[usize] = if mirror { &[0, 1, 2] } else { &[] };
+    let opts = PredictOptions {
+        accumulation,
+        ..PredictOptions::default()
+    }
+    .mirror(axes);
+    let pred = predict_case(
+        &net,
+        &plans,
+        config,
+        image.data(),
+        image.geometry().spacing_zyx(),
+        opts,
+        &Device::flex(),
+    )
+    .unwrap();
+    let suffix = if mirror { "mirror" } else { "nomirror" };
+    let (want, shape) = npy(&fixture().join(format!("expected/{case}_probabilities_{suffix}.npy")));
+    let (seg, _) = npy(&fixture().join(format!("expected/{case}_segmentation_{suffix}.npy")));
+    assert_eq!(shape[0], pred.probabilities.len());
+    assert_eq!(&shape[1..], pred.labels.shape());
+    // the fixture holds float16 probabilities: compare against ours rounded the same way
+    let mut diffs: Vec<f32> = pred
+        .probabilities
+        .iter()
+        .flat_map(|p| p.iter().copied())
+        .zip(&want)
+        .map(|(a, b)| (half::f16::from_f32(a).to_f32() - b).abs())
+        .collect();
+    diffs.sort_by(f32::total_cmp);
+    let n = diffs.len();
+    let same = pred
+        .labels
+        .iter()
+        .zip(&seg)
+        .filter(|(a, b)| f32::from(**a) == **b)
+        .count();
+    Comparison {
+        max_abs: diffs[n - 1],
+        p9999: diffs[((n as f64 * 0.9999) as usize).min(n - 1)],
+        seg_equal: same as f64 / seg.len() as f64,
+    }
+}
+
+#[test]
+fn float16_accumulation_reproduces_nnunet() {
+    for case in ["case_010", "case_011"] {
+        for mirror in [true, false] {
+            let c = compare(case, mirror, Accumulation::F16);
+            eprintln!(
+                "f16 {case} mirror={mirror}: max {} p99.99 {} seg {}",
+                c.max_abs, c.p9999, c.seg_equal
+            );
+            assert!(
+                c.max_abs <= 2e-3,
+                "{case} mirror={mirror}: max abs {}",
+                c.max_abs
+            );
+            assert!(
+                c.seg_equal >= 0.99999,
+                "{case} mirror={mirror}: {}",
+                c.seg_equal
+            );
+        }
+    }
+}
+
+#[test]
+fn float32_accumulation_stays_close_to_nnunet() {
+    for case in ["case_010", "case_011"] {
+        for mirror in [true, false] {
+            let c = compare(case, mirror, Accumulation::F32);
+            eprintln!(
+                "f32 {case} mirror={mirror}: max {} p99.99 {} seg {}",
+                c.max_abs, c.p9999, c.seg_equal
+            );
+            assert!(
+                c.p9999 <= 3e-3,
+                "{case} mirror={mirror}: p99.99 {}",
+                c.p9999
+            );
+            assert!(
+                c.seg_equal >= 0.9999,
+                "{case} mirror={mirror}: {}",
+                c.seg_equal
+            );
+        }
+    }
+}
