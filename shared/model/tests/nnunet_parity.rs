@@ -58,8 +58,8 @@ fn npy(path: &Path) -> (Vec<f32>, Vec<usize>) {
     (values, shape)
 }
 
-fn network() -> (statapp_model::PlainConvUNet, Plans, String) {
-    let found = read_results_folder(&model_folder(), "ref", None, Which::Final).unwrap();
+fn network_of(folder: &Path) -> (statapp_model::PlainConvUNet, Plans, String) {
+    let found = read_results_folder(folder, "ref", None, Which::Final).unwrap();
     let net = load_weights(&found.info.network, &found.checkpoint_file, &Device::flex()).unwrap();
     let plans_json = serde_json::from_slice(&std::fs::read(&found.plans_file).unwrap()).unwrap();
     (
@@ -67,6 +67,10 @@ fn network() -> (statapp_model::PlainConvUNet, Plans, String) {
         Plans::from_json(&plans_json).unwrap(),
         found.info.configuration,
     )
+}
+
+fn network() -> (statapp_model::PlainConvUNet, Plans, String) {
+    network_of(&model_folder())
 }
 
 #[test]
@@ -111,7 +115,28 @@ struct Comparison {
 }
 
 fn compare(case: &str, mirror: bool, accumulation: Accumulation) -> Comparison {
-    let (net, plans, configuration) = network();
+    let suffix = if mirror { "_mirror" } else { "_nomirror" };
+    compare_with(
+        &model_folder(),
+        "expected",
+        suffix,
+        case,
+        mirror,
+        accumulation,
+    )
+}
+
+/// statapp's prediction of `case` with the model in `folder` against nnU-Net's in
+/// `expected/<case>_{probabilities,segmentation}<suffix>.npy`.
+fn compare_with(
+    folder: &Path,
+    expected: &str,
+    suffix: &str,
+    case: &str,
+    mirror: bool,
+    accumulation: Accumulation,
+) -> Comparison {
+    let (net, plans, configuration) = network_of(folder);
     let config = plans.configuration(&configuration).unwrap();
     let image = read_nifti(
         fixture().join(format!("images/{case}_0000.nii.gz")),
@@ -135,9 +160,9 @@ fn compare(case: &str, mirror: bool, accumulation: Accumulation) -> Comparison {
         &Device::flex(),
     )
     .unwrap();
-    let suffix = if mirror { "mirror" } else { "nomirror" };
-    let (want, shape) = npy(&fixture().join(format!("expected/{case}_probabilities_{suffix}.npy")));
-    let (seg, _) = npy(&fixture().join(format!("expected/{case}_segmentation_{suffix}.npy")));
+    let dir = fixture().join(expected);
+    let (want, shape) = npy(&dir.join(format!("{case}_probabilities{suffix}.npy")));
+    let (seg, _) = npy(&dir.join(format!("{case}_segmentation{suffix}.npy")));
     assert_eq!(shape[0], pred.probabilities.len());
     assert_eq!(&shape[1..], pred.labels.shape());
     // the fixture holds float16 probabilities: compare against ours rounded the same way
@@ -207,4 +232,79 @@ fn float32_accumulation_stays_close_to_nnunet() {
             );
         }
     }
+}
+
+/// `fold_all/checkpoint_final.pth` written by `statapp export-model` from a statapp network
+/// (seeded, untrained, on the fixture's plans), loaded and run by nnunetv2's nnUNetPredictor
+/// (tools/nnunet_model_reference.py predict-exported): statapp predicts what nnU-Net does.
+#[test]
+fn an_exported_model_predicts_in_nnunet_as_in_statapp() {
+    let folder = fixture().join("exported");
+    for case in ["case_010", "case_011"] {
+        let c = compare_with(
+            &folder,
+            "exported_expected",
+            "",
+            case,
+            false,
+            Accumulation::F16,
+        );
+        eprintln!("exported {case}: max {} seg {}", c.max_abs, c.seg_equal);
+        assert!(c.max_abs <= 2e-3, "{case}: max abs {}", c.max_abs);
+        assert!(c.seg_equal >= 0.99999, "{case}: {}", c.seg_equal);
+    }
+}
+
+/// Export then import gives back the same weights, classes and mirroring axes, for a model that
+/// is not CURVAS-shaped (three classes, mirroring over two axes only).
+#[test]
+fn export_then_import_round_trips_any_class_count() {
+    use statapp_model::checkpoint::{ModelInfo, read_info, save_weights, write_info};
+    use statapp_model::nnunet_format::{export_model, import_model};
+    use statapp_model::{PlainConvUNet, UNetConfig};
+    let (_, plans, configuration) = network();
+    let config = plans.configuration(&configuration).unwrap();
+    let d = Device::flex();
+    let net = PlainConvUNet::new(&UNetConfig::from_configuration(config, 3), 5, &d);
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("three");
+    save_weights(&net, &model, "checkpoint_final.bpk").unwrap();
+    std::fs::copy(model_folder().join("plans.json"), model.join("plans.json")).unwrap();
+    let mut info = ModelInfo::native(
+        "three".into(),
+        configuration.clone(),
+        5,
+        UNetConfig::from_configuration(config, 3),
+        vec!["checkpoint_final.bpk".into()],
+    );
+    info.classes = vec!["background".into(), "tumour".into(), "cyst".into()];
+    info.mirroring_axes = vec![1, 2];
+    write_info(&model, &info).unwrap();
+    let folder = tmp.path().join("nnUNetTrainer__nnUNetPlans__3d_tiny");
+    export_model(&model, &folder).unwrap();
+    let back = import_model(&folder, "again", tmp.path(), None, Which::Final).unwrap();
+    let again = read_info(&back).unwrap();
+    assert_eq!(again.classes, info.classes);
+    assert_eq!(again.mirroring_axes, [1, 2]);
+    assert_eq!(again.network, info.network);
+    let reloaded = load_weights(&again.network, &back.join("checkpoint_final.bpk"), &d).unwrap();
+    assert!(reloaded.parameters() == net.parameters(), "weights changed");
+    let image = read_nifti(
+        fixture().join("images/case_011_0000.nii.gz"),
+        &ReadOptions::default(),
+    )
+    .unwrap()
+    .into_f32();
+    let pred = predict_case(
+        &reloaded,
+        &plans,
+        config,
+        image.data(),
+        image.geometry().spacing_zyx(),
+        PredictOptions::default(),
+        &d,
+    )
+    .unwrap();
+    assert_eq!(pred.probabilities.len(), 3);
+    assert!(pred.labels.iter().all(|l| *l < 3));
 }
