@@ -307,3 +307,74 @@ pub fn models() -> &'static [PathBuf] {
         })
         .1
 }
+
+/// The committed nnU-Net v2 fixture (tools/nnunet_model_reference.py).
+pub fn nnunet_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/nnunet_model")
+}
+
+/// Uploads every file under `dir` to `<prefix>/<relative path>`, in name order.
+pub fn upload_tree(store: &dyn ObjectStore, dir: &Path, prefix: &str) {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out)
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    files.sort();
+    for f in files {
+        let rel = f
+            .strip_prefix(dir)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .replace('\\', "/");
+        store
+            .put(
+                &key(&format!("{prefix}/{rel}")),
+                &std::fs::read(&f).unwrap(),
+            )
+            .unwrap();
+    }
+}
+
+/// A case from one of the nnU-Net fixture's held-out images, its three annotations drawn from
+/// the phantom's organ intensities (liver ~60 HU, pancreas ~100, kidney ~150) with
+/// annotator-specific cut-offs.
+pub fn nnunet_fixture_case(case: &str) -> Vec<(String, Vec<u8>)> {
+    let path = nnunet_fixture().join(format!("images/{case}_0000.nii.gz"));
+    let image = statapp_volume::read_nifti(&path, &statapp_volume::ReadOptions::default())
+        .unwrap()
+        .into_f32();
+    let mut files = vec![("image.nii.gz".to_string(), std::fs::read(&path).unwrap())];
+    for (k, shift) in [(1, 0.0f32), (2, 5.0), (3, -5.0)] {
+        let labels = image.data().mapv(|hu| match hu - shift {
+            v if (35.0..80.0).contains(&v) => 3u8,
+            v if (80.0..125.0).contains(&v) => 1,
+            v if (125.0..200.0).contains(&v) => 2,
+            _ => 0,
+        });
+        let v = Volume::new(labels, image.geometry().clone()).unwrap();
+        files.push((format!("annotation_{k}.nii.gz"), gz(&v)));
+    }
+    files
+}
+
+/// The values of a `.npy` file of bytes (`|u1`, C order), as numpy's `np.save` writes it.
+pub fn npy_u8(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "{}", path.display());
+    let len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+    let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+    assert!(
+        header.contains("'|u1'") && header.contains("'fortran_order': False"),
+        "{header}"
+    );
+    bytes[10 + len..].to_vec()
+}

@@ -3,7 +3,10 @@
 //! queues and the S3 -> SQS notification created as the templates do; uploads through the AWS
 //! SDK; the functions' handlers consuming the real event messages. Acceptance of issue 6.
 
-use statapp_e2e::{Harness, case_files, endpoint, gz, key, models, upload_case, upload_model};
+use statapp_e2e::{
+    Harness, case_files, endpoint, gz, key, models, nnunet_fixture, nnunet_fixture_case, npy_u8,
+    upload_case, upload_model, upload_tree,
+};
 use statapp_metrics::{CasePaths, RoiMode, score_files};
 use statapp_pipeline::jobs::MetricsJob;
 use statapp_pipeline::{JobQueue, ObjectStore};
@@ -410,4 +413,61 @@ fn assert_every_object_is_whole(h: &Harness) {
         }
     }
     assert!(counts["nifti"] > 0);
+}
+
+/// A trained nnU-Net v2 model folder uploaded unchanged under `models/<id>/` (the original's
+/// artifact layout) is described, registered, predicts with mirroring (nnU-Net's default) and is
+/// scored: its row reaches the combined CSV.
+#[test]
+fn an_nnunet_model_folder_uploaded_under_models_is_registered_and_scored() {
+    let _ = endpoint();
+    let h = Harness::new("nnunet", Duration::from_secs(120), 3);
+    let store = h.store();
+    let folder = "nnUNetTrainer_5epochs__nnUNetPlans__3d_tiny";
+    upload_tree(
+        store,
+        &nnunet_fixture().join("model").join(folder),
+        &format!("models/ref_nnunet/{folder}"),
+    );
+    upload_case(store, "case_010", &nnunet_fixture_case("case_010"));
+    let done = h.drain(1);
+    assert_eq!(done.failed, 0, "{done:?}");
+    let info: serde_json::Value =
+        serde_json::from_str(&text(store, "models/ref_nnunet/model.json")).unwrap();
+    assert_eq!(
+        info["checkpoints"][0],
+        format!("{folder}/fold_all/checkpoint_final.pth")
+    );
+    assert_eq!(info["nnunet"]["trainer"], "nnUNetTrainer_5epochs");
+    let record: serde_json::Value = serde_json::from_str(&text(
+        store,
+        "predictions/ref_nnunet/case_010/prediction.json",
+    ))
+    .unwrap();
+    assert_eq!(record["mirroring_axes"], serde_json::json!([0, 1, 2]));
+    assert_eq!(record["configuration"], "3d_tiny");
+    let combined = text(store, COMBINED);
+    let rows: Vec<&str> = combined.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{combined}");
+    assert!(rows[0].starts_with("case_010,ref_nnunet,"), "{combined}");
+    // the pipeline's segmentation is nnU-Net's own (nnUNetPredictor, mirroring on)
+    let seg = read_nifti_bytes(
+        std::path::Path::new("segmentation.nii.gz"),
+        &store
+            .get(&key("predictions/ref_nnunet/case_010/segmentation.nii.gz"))
+            .unwrap()
+            .unwrap(),
+        &ReadOptions::default(),
+    )
+    .unwrap()
+    .to_labels(3)
+    .unwrap();
+    let want = npy_u8(&nnunet_fixture().join("expected/case_010_segmentation_mirror.npy"));
+    let same = seg.data().iter().zip(&want).filter(|(a, b)| a == b).count();
+    assert_eq!(seg.data().len(), want.len());
+    assert!(
+        same as f64 >= 0.9999 * want.len() as f64,
+        "{same} of {}",
+        want.len()
+    );
 }

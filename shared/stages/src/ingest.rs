@@ -30,6 +30,11 @@ pub enum Ingested {
     Ready { case: String, infer_jobs: usize },
     /// A model appeared (`models/<id>/model.json`, written last): every case is scheduled.
     ModelRegistered { model: String, infer_jobs: usize },
+    /// An nnU-Net trained-model folder under `models/<id>/` is complete and was described by a
+    /// `model.json` (whose own event registers it).
+    NnunetModelDescribed { model: String },
+    /// An nnU-Net trained-model folder still lacks these files.
+    ModelWaiting { model: String, missing: Vec<String> },
 }
 
 /// Handles one message body: an S3 event, possibly inside an SQS record, or a test event.
@@ -45,7 +50,7 @@ pub fn handle_event(
         .collect()
 }
 
-fn valid_case_id(id: &str) -> bool {
+pub(crate) fn valid_case_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')
@@ -67,7 +72,11 @@ fn error_key(case: &str) -> Result<Key, StageError> {
 }
 
 /// Records a bad upload in `errors/<case>.json` (deterministic bytes) and fails the message.
-fn reject(store: &dyn ObjectStore, case: &str, reason: String) -> Result<Ingested, StageError> {
+pub(crate) fn reject(
+    store: &dyn ObjectStore,
+    case: &str,
+    reason: String,
+) -> Result<Ingested, StageError> {
     let doc = serde_json::json!({"case": case, "error": reason});
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
     store.put(&error_key(case)?, text.as_bytes())?;
@@ -88,6 +97,9 @@ pub fn handle_object(
     let segs: Vec<&str> = key.segments().collect();
     if segs.first() == Some(&"models") && segs.len() == 3 && segs[2] == "model.json" {
         return schedule_model(segs[1], store, infer);
+    }
+    if segs.first() == Some(&"models") && segs.len() >= 4 && segs[2].contains("__") {
+        return crate::nnunet_upload::describe(segs[1], segs[2], store);
     }
     if segs.first() != Some(&"incoming") {
         return Ok(Ingested::Ignored {

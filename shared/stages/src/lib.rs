@@ -10,6 +10,7 @@ pub mod infer;
 pub mod ingest;
 #[cfg(feature = "infer")]
 pub mod local;
+mod nnunet_upload;
 pub mod predictions;
 pub mod score;
 
