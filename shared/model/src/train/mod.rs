@@ -2,7 +2,7 @@
 //! on the EMA pseudo-Dice, at most 300 epochs), on any burn device.
 //!
 //! One epoch = `iterations` steps of SGD (Nesterov momentum 0.99, weight decay 3e-5, gradient
-//! norm clipped at 12 per parameter tensor, polynomial LR decay per epoch) on batches of
+//! norm clipped at 12 over all gradients (torch's clip_grad_norm_), polynomial LR decay per epoch) on batches of
 //! augmented patches, a third of them forced to contain foreground, with the Dice + CE loss over
 //! the deep-supervision outputs; then `val_iterations` unaugmented validation batches give the
 //! pseudo-Dice. Unlike nnU-Net, which draws new validation patches every epoch, the validation
@@ -10,6 +10,7 @@
 //! training ends, so a half-trained model is never visible and a rerun starts afresh.
 
 pub mod augment;
+pub mod clip;
 pub mod data;
 pub mod log;
 pub mod loss;
@@ -19,7 +20,6 @@ use crate::checkpoint::{CheckpointError, ModelInfo, save_weights, write_info};
 use crate::rng::Rng;
 use crate::unet::{PlainConvUNet, UNetConfig};
 use augment::sample_patch;
-use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -35,6 +35,8 @@ use std::time::Instant;
 
 /// Classes of the CURVAS labels: background, pancreas, kidney, liver.
 pub const NUM_CLASSES: usize = 4;
+/// nnU-Net's `clip_grad_norm_(..., 12)`.
+const GRAD_CLIP_NORM: f64 = 12.0;
 pub const TRAINING_LOG: &str = "training_log.json";
 pub const TRAINING_CURVE: &str = "training_curve.png";
 
@@ -211,7 +213,6 @@ pub fn train(
             nesterov: true,
         }))
         .with_weight_decay(Some(WeightDecayConfig::new(3e-5)))
-        .with_gradient_clipping(Some(GradientClippingConfig::Norm(12.0)))
         .init();
     let mut train_rng = Rng::derive(settings.seed, 1);
     let mut stopping = EarlyStopping::new(settings.patience);
@@ -230,6 +231,7 @@ pub fn train(
             let loss = loss::deep_supervision_loss(net.forward(batch.image), batch.targets);
             loss_sum += f64::from(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &net);
+            let (grads, _) = clip::clip_global_norm(&net, grads, GRAD_CLIP_NORM);
             net = optim.step(lr, net, grads);
         }
         let eval = net.valid();
