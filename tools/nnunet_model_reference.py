@@ -18,6 +18,12 @@ Usage:
       and predicts every image of IMAGES_DIR (no mirroring), writing <case>_probabilities.npy.
   python tools/nnunet_model_reference.py clip OUT.json
       torch.nn.utils.clip_grad_norm_(max_norm=12) on a fixed set of gradients.
+  python tools/nnunet_model_reference.py curvas-model PLANS_DIR OUT_FOLDER
+      A CURVAS-topology 3d_fullres checkpoint with seeded random weights, saved as nnU-Net's
+      trainer saves it (for tools/bench_nnunet_model.sh; PLANS_DIR holds nnUNetPlans.json and
+      dataset.json, e.g. ../shared/curvas).
+  python tools/nnunet_model_reference.py bench-tile MODEL_FOLDER on|off REPEATS
+      Seconds per tile of nnUNetPredictor's network pass (with its mirroring when on) on 2 threads.
 
 Requires nnunetv2 2.8.1 from PyPI (with torch, CPU use); not installed by CI: its outputs are
 committed fixtures.
@@ -212,12 +218,58 @@ def clip(out):
                        "after": p.grad.flatten().tolist()} for b, p in zip(before, params)]}))
 
 
+def curvas_model(plans_dir, out):
+    import torch
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    plans = json.loads((Path(plans_dir) / "nnUNetPlans.json").read_text())
+    dataset = json.loads((Path(plans_dir) / "dataset.json").read_text())
+    cm = PlansManager(plans).get_configuration("3d_fullres")
+    torch.manual_seed(1)
+    net = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                                 cm.network_arch_init_kwargs_req_import, 1, len(dataset["labels"]),
+                                 allow_init=True, deep_supervision=False)
+    out = Path(out)
+    (out / "fold_all").mkdir(parents=True, exist_ok=True)
+    (out / "plans.json").write_text(json.dumps(plans, indent=2))
+    (out / "dataset.json").write_text(json.dumps(dataset, indent=2))
+    torch.save({"network_weights": net.state_dict(), "optimizer_state": None, "grad_scaler_state": None,
+                "logging": {}, "_best_ema": np.float64(0.5), "current_epoch": 1,
+                "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": "all",
+                              "dataset_json": dataset, "device": torch.device("cpu")},
+                "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": (0, 1, 2)},
+               out / "fold_all" / "checkpoint_final.pth")
+
+
+def bench_tile(model, mirroring, repeats):
+    import time
+    import torch
+    p = predictor(Path(model), mirroring == "on")
+    net = p.network.eval()
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(
+        (1, 1, *p.configuration_manager.patch_size)).astype(np.float32))
+    times = []
+    with torch.inference_mode():
+        if int(repeats) > 1:
+            p._internal_maybe_mirror_and_predict(x)  # warm-up
+        for _ in range(int(repeats)):
+            t = time.perf_counter()
+            p._internal_maybe_mirror_and_predict(x)
+            times.append(time.perf_counter() - t)
+    print(f"pytorch {torch.__version__} threads {torch.get_num_threads()} mirroring {mirroring}: "
+          f"{sorted(times)[len(times) // 2]:.2f} s per tile (median of {repeats})")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "train" and len(sys.argv) == 3:
         train(sys.argv[2])
     elif cmd == "predict-exported" and len(sys.argv) == 5:
         predict_exported(*sys.argv[2:])
+    elif cmd == "curvas-model" and len(sys.argv) == 4:
+        curvas_model(*sys.argv[2:])
+    elif cmd == "bench-tile" and len(sys.argv) == 5:
+        bench_tile(*sys.argv[2:])
     elif cmd == "clip" and len(sys.argv) == 3:
         clip(sys.argv[2])
     else:

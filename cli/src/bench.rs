@@ -43,6 +43,16 @@ pub enum Command {
         #[arg(long, default_value_t = 2)]
         tiles: usize,
     },
+    /// Seconds per tile of a model's sliding-window pass (one patch-sized image, so exactly one
+    /// tile, with nnU-Net's mirroring over the model's allowed axes when `--mirroring on`).
+    Tile {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+        mirroring: String,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
     /// Write `members` prediction directories of one phantom (model-like probabilities with
     /// different noise), for measuring `statapp ensemble`.
     EnsembleData {
@@ -249,6 +259,11 @@ pub fn run(cmd: Command) -> Result<()> {
                 (tiles * n) as f64 / dt
             );
         }
+        Command::Tile {
+            model,
+            mirroring,
+            repeats,
+        } => bench_tile(&model, mirroring == "on", repeats)?,
         Command::EnsembleData { size, members, out } => {
             let phantom = statapp_synth::generate(1, 0, size);
             let g = phantom.ct.geometry().clone();
@@ -305,5 +320,48 @@ pub fn run(cmd: Command) -> Result<()> {
     if let Some(peak) = peak_rss_mib() {
         println!("{:<28} {peak:>8.0} MiB", "peak RSS");
     }
+    Ok(())
+}
+
+fn bench_tile(model: &std::path::Path, mirroring: bool, repeats: usize) -> Result<()> {
+    use statapp_model::checkpoint::{load_weights, read_info};
+    use statapp_model::predict::{PredictOptions, predict_logits};
+    let info = read_info(model)?;
+    let text = std::fs::read_to_string(model.join("plans.json"))?;
+    let plans = statapp_nnunet::plans_file::Plans::from_json(&serde_json::from_str(&text)?)?;
+    let cfg = plans.configuration(&info.configuration)?;
+    let device = burn::tensor::Device::flex();
+    let t = Instant::now();
+    let net = load_weights(
+        &info.network,
+        &model.join(info.prediction_checkpoint()),
+        &device,
+    )?;
+    report("load weights", t.elapsed().as_secs_f64());
+    let p = cfg.patch_size;
+    let image = ndarray::Array3::from_shape_fn((p[0], p[1], p[2]), |(z, y, x)| {
+        ((z * 31 + y * 7 + x) % 97) as f32 / 48.0 - 1.0
+    });
+    let axes = if mirroring {
+        info.mirroring_axes.clone()
+    } else {
+        Vec::new()
+    };
+    let opts = PredictOptions::default().mirror(&axes);
+    let classes = info.network.num_classes;
+    if repeats > 1 {
+        let _ = predict_logits(&net, &image, p, opts, classes, &device)?; // warm-up
+    }
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        let _ = predict_logits(&net, &image, p, opts, classes, &device)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    report(
+        &format!("tile {p:?} mirroring {axes:?} (median of {})", times.len()),
+        times[times.len() / 2],
+    );
     Ok(())
 }

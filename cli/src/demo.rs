@@ -88,6 +88,8 @@ pub fn run(args: Args) -> Result<()> {
                 max_epochs: args.epochs,
                 iterations: args.iterations,
                 val_iterations: 4,
+                // quick models: the pipeline's own scoring of the test cases says how they do
+                final_validation: false,
                 ..TrainSettings::default()
             };
             bar.set_message(settings.model_id());

@@ -39,6 +39,10 @@ pub struct Args {
     /// Initial learning rate (nnU-Net: 0.01).
     #[arg(long, default_value_t = 0.01)]
     lr: f64,
+    /// Skip nnU-Net's final validation (sliding-window prediction of the validation cases,
+    /// validation/summary.json).
+    #[arg(long)]
+    no_final_validation: bool,
     /// Disable data augmentation.
     #[arg(long)]
     no_augment: bool,
@@ -56,6 +60,7 @@ pub fn run(args: Args) -> Result<()> {
         patience: args.patience,
         initial_lr: args.lr,
         augment: !args.no_augment,
+        final_validation: !args.no_final_validation,
     };
     let outcome = train(
         &args.data,

@@ -76,6 +76,7 @@ fn training_writes_a_complete_model_and_is_deterministic() {
         "training_curve.png",
         "checkpoint_best.bpk",
         "checkpoint_final.bpk",
+        "validation/summary.json",
     ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
@@ -195,4 +196,39 @@ fn bad_fold_and_missing_data_are_clear_errors() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("nnUNetPlans.json"), "{err}");
+}
+
+/// nnU-Net's final validation: every validation case of the fold predicted and scored per class,
+/// with nnU-Net's summary.json fields.
+#[test]
+fn final_validation_scores_every_validation_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepared(tmp.path());
+    let out = train(
+        &data,
+        &tmp.path().join("m"),
+        &tiny(3, "1"),
+        &Device::flex(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(out.model_dir.join("validation/summary.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let per_case = summary["metric_per_case"].as_array().unwrap();
+    assert_eq!(per_case.len(), out.log.val_cases.len());
+    for case in per_case {
+        for class in ["1", "2", "3"] {
+            let m = &case["metrics"][class];
+            let (tp, fp, fn_) = (
+                m["TP"].as_f64().unwrap(),
+                m["FP"].as_f64().unwrap(),
+                m["FN"].as_f64().unwrap(),
+            );
+            match m["Dice"].as_f64() {
+                Some(d) => assert!((d - 2.0 * tp / (2.0 * tp + fp + fn_)).abs() < 1e-12),
+                None => assert_eq!(tp + fp + fn_, 0.0),
+            }
+        }
+    }
+    assert!(summary["foreground_mean"].get("Dice").is_some());
 }

@@ -35,6 +35,9 @@ pub struct Configuration {
     /// The layers around the convolutions (`arch_kwargs`' conv bias, norm and nonlinearity).
     #[serde(default)]
     pub layers: Layers,
+    /// Soft Dice over the whole batch (true) or per sample, as the trainer uses it.
+    #[serde(default)]
+    pub batch_dice: bool,
 }
 
 /// What the PlainConvUNet's blocks are made of besides their shapes.
@@ -104,6 +107,52 @@ impl Layers {
     }
 }
 
+/// nnU-Net's conversion of plans written before 2.4 (`UNet_class_name`, `UNet_base_num_features`,
+/// `conv_kernel_sizes`, `pool_op_kernel_sizes`, ...) to the `architecture` block, as its
+/// ConfigurationManager does on load; a configuration that has one is returned as is.
+fn with_architecture(mut c: Value) -> Value {
+    if c.get("architecture").is_some() || c.get("UNet_class_name").is_none() {
+        return c;
+    }
+    let get = |k: &str| c.get(k).cloned().unwrap_or(Value::Null);
+    let class = match get("UNet_class_name").as_str() {
+        Some("PlainConvUNet") => "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+        Some("ResidualEncoderUNet") => {
+            "dynamic_network_architectures.architectures.residual_unet.ResidualEncoderUNet"
+        }
+        _ => "unknown",
+    };
+    let n = get("n_conv_per_stage_encoder")
+        .as_array()
+        .map_or(0, Vec::len);
+    let base = get("UNet_base_num_features").as_u64().unwrap_or(0);
+    let max = get("unet_max_num_features").as_u64().unwrap_or(u64::MAX);
+    let features: Vec<u64> = (0..n).map(|i| (base << i).min(max)).collect();
+    let arch = json!({
+        "network_class_name": class,
+        "arch_kwargs": {
+            "n_stages": n,
+            "features_per_stage": features,
+            "conv_op": "torch.nn.modules.conv.Conv3d",
+            "kernel_sizes": get("conv_kernel_sizes"),
+            "strides": get("pool_op_kernel_sizes"),
+            "n_conv_per_stage": get("n_conv_per_stage_encoder"),
+            "n_conv_per_stage_decoder": get("n_conv_per_stage_decoder"),
+            "conv_bias": true,
+            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+            "norm_op_kwargs": {"eps": 1e-5, "affine": true},
+            "dropout_op": null,
+            "dropout_op_kwargs": null,
+            "nonlin": "torch.nn.LeakyReLU",
+            "nonlin_kwargs": {"inplace": true}
+        }
+    });
+    if let Some(o) = c.as_object_mut() {
+        o.insert("architecture".into(), arch);
+    }
+    c
+}
+
 /// The network classes statapp runs, by nnU-Net's `network_class_name`.
 const PLAIN_CONV_UNET: &str = "PlainConvUNet";
 
@@ -152,6 +201,8 @@ impl Configuration {
             n_conv_per_stage: vec![2; n],
             n_conv_per_stage_decoder: vec![2; n - 1],
             layers: Layers::default(),
+            // nnU-Net's planner: per-sample Dice for 3d_fullres
+            batch_dice: false,
         }
     }
 
@@ -189,6 +240,8 @@ impl Configuration {
             n_conv_per_stage: vec![2; n],
             n_conv_per_stage_decoder: vec![2; n - 1],
             layers: Layers::default(),
+            // as nnU-Net's 3d_lowres: the Dice over the batch
+            batch_dice: true,
         }
     }
 
@@ -234,7 +287,7 @@ impl Configuration {
                 },
                 "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]
             },
-            "batch_dice": false
+            "batch_dice": self.batch_dice
         })
     }
 
@@ -294,6 +347,10 @@ impl Configuration {
                 "{arch}.n_conv_per_stage_decoder"
             ))?)?,
             layers,
+            batch_dice: v
+                .get("batch_dice")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         })
     }
 }
@@ -360,7 +417,7 @@ impl Plans {
                         name: name.clone(),
                         reason,
                     })
-                    .and_then(|c| Configuration::from_json(name, &c));
+                    .and_then(|c| Configuration::from_json(name, &with_architecture(c)));
                 match parsed {
                     Ok(cfg) => {
                         configurations.insert(name.clone(), cfg);
@@ -394,5 +451,86 @@ impl Plans {
                     })?,
             )?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plans(configs: Value) -> Value {
+        json!({
+            "dataset_name": "D", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+            "original_median_spacing_after_transp": [1.0, 1.0, 1.0],
+            "original_median_shape_after_transp": [10, 10, 10],
+            "foreground_intensity_properties_per_channel": {"0": {"max": 1.0, "mean": 0.0,
+                "median": 0.0, "min": 0.0, "percentile_00_5": 0.0, "percentile_99_5": 1.0, "std": 1.0}},
+            "configurations": configs,
+        })
+    }
+
+    fn base() -> Value {
+        json!({
+            "spacing": [2.0, 1.0, 1.0], "patch_size": [16, 32, 32], "batch_size": 2,
+            "median_image_size_in_voxels": [40, 80, 80], "normalization_schemes": ["CTNormalization"],
+            "architecture": {
+                "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                "arch_kwargs": {"n_stages": 2, "features_per_stage": [8, 16],
+                    "conv_op": "torch.nn.modules.conv.Conv3d", "kernel_sizes": [[1, 3, 3], [3, 3, 3]],
+                    "strides": [[1, 1, 1], [1, 2, 2]], "n_conv_per_stage": [2, 2],
+                    "n_conv_per_stage_decoder": [2], "conv_bias": true,
+                    "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+                    "norm_op_kwargs": {"eps": 1e-5, "affine": true},
+                    "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": true}}
+            }
+        })
+    }
+
+    #[test]
+    fn inheritance_overrides_top_level_keys() {
+        let p = Plans::from_json(&plans(json!({
+            "3d_fullres": base(),
+            "3d_small": {"inherits_from": "3d_fullres", "patch_size": [8, 16, 16]},
+        })))
+        .unwrap();
+        let c = p.configuration("3d_small").unwrap();
+        assert_eq!(c.patch_size, [8, 16, 16]);
+        assert_eq!(c.features_per_stage, [8, 16]);
+    }
+
+    #[test]
+    fn unsupported_networks_say_which_class() {
+        let mut resenc = base();
+        resenc["architecture"]["network_class_name"] =
+            json!("dynamic_network_architectures.architectures.residual_unet.ResidualEncoderUNet");
+        let p = Plans::from_json(&plans(json!({"3d_fullres": resenc}))).unwrap();
+        let err = p.configuration("3d_fullres").unwrap_err().to_string();
+        assert!(err.contains("ResidualEncoderUNet"), "{err}");
+        let mut mr = base();
+        mr["normalization_schemes"] = json!(["ZScoreNormalization"]);
+        let p = Plans::from_json(&plans(json!({"3d_fullres": mr}))).unwrap();
+        assert!(
+            p.configuration("3d_fullres")
+                .unwrap_err()
+                .to_string()
+                .contains("ZScore")
+        );
+    }
+
+    #[test]
+    fn old_plans_without_architecture_are_converted() {
+        let old = json!({
+            "spacing": [2.0, 1.0, 1.0], "patch_size": [16, 32, 32], "batch_size": 2,
+            "median_image_size_in_voxels": [40, 80, 80], "UNet_class_name": "PlainConvUNet",
+            "UNet_base_num_features": 32, "unet_max_num_features": 48,
+            "n_conv_per_stage_encoder": [2, 2, 2], "n_conv_per_stage_decoder": [2, 2],
+            "conv_kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
+            "pool_op_kernel_sizes": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+        });
+        let p = Plans::from_json(&plans(json!({"3d_fullres": old}))).unwrap();
+        let c = p.configuration("3d_fullres").unwrap();
+        assert_eq!(c.features_per_stage, [32, 48, 48]);
+        assert_eq!(c.strides[2], [2, 2, 2]);
+        assert!(c.layers.norm_affine && c.layers.conv_bias);
     }
 }

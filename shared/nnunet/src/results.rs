@@ -98,14 +98,16 @@ fn pick_fold(dir: &Path, fold: Option<&str>, which: Which) -> Result<String, Res
     }
 }
 
-/// Class names in label order from `dataset.json`'s `labels` (`{"background": 0, ...}`).
+/// Class names in label order from `dataset.json`'s `labels` (`{"background": 0, ...}`), without
+/// an `ignore` label.
 pub fn classes(path: &Path, dataset: &Value) -> Result<Vec<String>, ResultsError> {
     let labels = dataset
         .get("labels")
         .and_then(Value::as_object)
         .ok_or_else(|| invalid(path, "no `labels` object"))?;
     let mut pairs = Vec::with_capacity(labels.len());
-    for (name, v) in labels {
+    // nnU-Net's `ignore` label marks unannotated voxels in training; the network has no head for it
+    for (name, v) in labels.iter().filter(|(n, _)| n.as_str() != "ignore") {
         let id = v.as_u64().ok_or_else(|| {
             invalid(
                 path,
@@ -206,4 +208,26 @@ pub fn read_results_folder(
         dataset_file,
         checkpoint_file,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn classes_follow_label_values_and_drop_ignore() {
+        let p = Path::new("dataset.json");
+        let d = json!({"labels": {"liver": 2, "background": 0, "tumour": 1, "ignore": 3}});
+        assert_eq!(classes(p, &d).unwrap(), ["background", "tumour", "liver"]);
+        let regions = json!({"labels": {"background": 0, "whole": [1, 2]}});
+        assert!(
+            classes(p, &regions)
+                .unwrap_err()
+                .to_string()
+                .contains("region")
+        );
+        let gap = json!({"labels": {"background": 0, "a": 2}});
+        assert!(classes(p, &gap).is_err());
+    }
 }

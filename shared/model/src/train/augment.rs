@@ -1,6 +1,6 @@
 //! Patch sampling and nnU-Net's default training augmentation, on the CPU before a batch goes to
-//! the device: rotation and scaling (one resampling pass, linear for the image, nearest for the
-//! labels), Gaussian noise and blur, multiplicative brightness, contrast, low-resolution
+//! the device: rotation and scaling (one resampling pass, linear for the image and for each
+//! label's indicator), Gaussian noise and blur, multiplicative brightness, contrast, low-resolution
 //! simulation, gamma (plain and inverted), and mirroring. Probabilities and ranges are nnU-Net
 //! v2's `get_training_transforms` defaults; every draw comes from the caller's seeded stream.
 
@@ -21,6 +21,7 @@ const P_SCALE: f64 = 0.2;
 const SCALE: (f64, f64) = (0.7, 1.4);
 const P_NOISE: f64 = 0.1;
 const P_BLUR: f64 = 0.2;
+const P_BLUR_PER_CHANNEL: f64 = 0.5;
 const P_BRIGHTNESS: f64 = 0.15;
 const P_CONTRAST: f64 = 0.15;
 const P_LOW_RES: f64 = 0.25 * 0.5;
@@ -104,8 +105,11 @@ fn matmul(a: [[f64; 3]; 3], b: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
     std::array::from_fn(|i| std::array::from_fn(|j| (0..3).map(|k| a[i][k] * b[k][j]).sum()))
 }
 
-/// Output voxel `o` reads the case at `center + M (o - (patch - 1) / 2)`: linear for the image
-/// (zero outside), nearest for the labels (background outside).
+/// Output voxel `o` reads the case at `center + M (o - (patch - 1) / 2)`, as batchgeneratorsv2's
+/// SpatialTransform: linear for the image (zero outside); for the labels each label's indicator
+/// is interpolated linearly and the largest wins, ties to the lower label (nnU-Net's
+/// `mode_seg='bilinear'` without background-style sampling), background outside. Without a
+/// rotation or scaling the patch is a plain crop starting at `center - patch / 2`, as there.
 fn resample(case: &TrainCase, patch: [usize; 3], center: [f64; 3], m: &[[f64; 3]; 3]) -> Patch {
     let shape = case.shape();
     let n = patch.iter().product();
@@ -113,53 +117,77 @@ fn resample(case: &TrainCase, patch: [usize; 3], center: [f64; 3], m: &[[f64; 3]
     let mut labels = Vec::with_capacity(n);
     let half: [f64; 3] = std::array::from_fn(|a| (patch[a] as f64 - 1.0) / 2.0);
     let identity = *m == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    let start: [f64; 3] = std::array::from_fn(|a| center[a].round() - (patch[a] / 2) as f64);
     for z in 0..patch[0] {
         for y in 0..patch[1] {
             for x in 0..patch[2] {
-                let o = [z as f64 - half[0], y as f64 - half[1], x as f64 - half[2]];
-                let src: [f64; 3] = if identity {
-                    std::array::from_fn(|a| center[a] + o[a])
-                } else {
-                    std::array::from_fn(|a| center[a] + (0..3).map(|k| m[a][k] * o[k]).sum::<f64>())
-                };
+                let i = [z as f64, y as f64, x as f64];
+                if identity {
+                    let src: [isize; 3] = std::array::from_fn(|a| (start[a] + i[a]) as isize);
+                    let inside = (0..3).all(|a| src[a] >= 0 && (src[a] as usize) < shape[a]);
+                    let at = src.map(|v| v.max(0) as usize);
+                    image.push(if inside { case.image[at] } else { 0.0 });
+                    labels.push(if inside { case.labels[at] } else { 0 });
+                    continue;
+                }
+                let o: [f64; 3] = std::array::from_fn(|a| i[a] - half[a]);
+                let src: [f64; 3] = std::array::from_fn(|a| {
+                    center[a] + (0..3).map(|k| m[a][k] * o[k]).sum::<f64>()
+                });
                 image.push(linear(&case.image, shape, src));
-                let idx: [isize; 3] = src.map(|v| v.round() as isize);
-                labels.push(
-                    if (0..3).all(|a| idx[a] >= 0 && (idx[a] as usize) < shape[a]) {
-                        case.labels[[idx[0] as usize, idx[1] as usize, idx[2] as usize]]
-                    } else {
-                        0
-                    },
-                );
+                labels.push(label_linear(&case.labels, shape, src));
             }
         }
     }
     Patch { image, labels }
 }
 
-fn linear(img: &ndarray::Array3<f32>, shape: [usize; 3], p: [f64; 3]) -> f32 {
+/// The eight neighbours of `p` inside the volume with their trilinear weights.
+fn corners(shape: [usize; 3], p: [f64; 3]) -> impl Iterator<Item = ([usize; 3], f64)> {
     let base: [f64; 3] = p.map(f64::floor);
     let frac: [f64; 3] = std::array::from_fn(|a| p[a] - base[a]);
-    let mut acc = 0.0f64;
-    for corner in 0..8usize {
+    (0..8usize).filter_map(move |corner| {
         let mut w = 1.0;
         let mut idx = [0usize; 3];
-        let mut inside = true;
         for a in 0..3 {
             let up = (corner >> (2 - a)) & 1 == 1;
             let i = base[a] as isize + isize::from(up);
             w *= if up { frac[a] } else { 1.0 - frac[a] };
             if i < 0 || i as usize >= shape[a] {
-                inside = false;
-            } else {
-                idx[a] = i as usize;
+                return None;
             }
+            idx[a] = i as usize;
         }
-        if inside && w > 0.0 {
-            acc += w * f64::from(img[idx]);
+        (w > 0.0).then_some((idx, w))
+    })
+}
+
+/// The label whose linearly interpolated indicator is largest at `p` (ties: the lower label;
+/// nothing inside: background).
+fn label_linear(labels: &ndarray::Array3<u8>, shape: [usize; 3], p: [f64; 3]) -> u8 {
+    // at most eight labels meet at a point: sum their weights in a small list
+    let mut acc: Vec<(u8, f64)> = Vec::with_capacity(8);
+    for (idx, w) in corners(shape, p) {
+        let l = labels[idx];
+        match acc.iter_mut().find(|(k, _)| *k == l) {
+            Some((_, s)) => *s += w,
+            None => acc.push((l, w)),
         }
     }
-    acc as f32
+    acc.sort_by_key(|(l, _)| *l);
+    let mut best = (0u8, 0.0f64);
+    for (l, w) in acc {
+        if w > best.1 {
+            best = (l, w);
+        }
+    }
+    best.0
+}
+
+fn linear(img: &ndarray::Array3<f32>, shape: [usize; 3], p: [f64; 3]) -> f32 {
+    corners(shape, p)
+        .map(|(idx, w)| w * f64::from(img[idx]))
+        .sum::<f64>() as f32
 }
 
 fn intensity(img: &mut [f32], patch: [usize; 3], rng: &mut Rng) {
@@ -169,7 +197,8 @@ fn intensity(img: &mut [f32], patch: [usize; 3], rng: &mut Rng) {
             *v += (rng.normal() * sd) as f32;
         }
     }
-    if rng.chance(P_BLUR) {
+    // applied with p 0.2, then to each channel with p 0.5 (`p_per_channel`): CT has one
+    if rng.chance(P_BLUR) && rng.chance(P_BLUR_PER_CHANNEL) {
         for axis in 0..3 {
             let sigma = rng.uniform(0.5, 1.0);
             blur(img, patch, axis, sigma);
@@ -394,5 +423,19 @@ mod tests {
         r[0] = 1.0;
         low_resolution(&mut r, patch, 0.5);
         assert!(r.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn labels_are_warped_by_interpolated_indicators() {
+        let mut l = ndarray::Array3::<u8>::zeros((1, 1, 4));
+        l[[0, 0, 1]] = 1;
+        l[[0, 0, 2]] = 2;
+        let shape = [1, 1, 4];
+        // halfway between labels 1 and 2: a tie, the lower label wins
+        assert_eq!(label_linear(&l, shape, [0.0, 0.0, 1.5]), 1);
+        assert_eq!(label_linear(&l, shape, [0.0, 0.0, 1.6]), 2);
+        assert_eq!(label_linear(&l, shape, [0.0, 0.0, 0.4]), 0);
+        // outside the volume: background
+        assert_eq!(label_linear(&l, shape, [0.0, 0.0, 7.0]), 0);
     }
 }

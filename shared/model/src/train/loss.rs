@@ -1,5 +1,5 @@
-//! nnU-Net's `DC_and_CE_loss` (cross-entropy + batch soft Dice without background, weights 1 and
-//! 1) summed over the deep-supervision outputs with weights 1/2^i, the lowest resolution at 0.
+//! nnU-Net's `DC_and_CE_loss` (cross-entropy + soft Dice without background, weights 1 and 1;
+//! the Dice over the whole batch or per sample as the plan's `batch_dice` says) summed over the deep-supervision outputs with weights 1/2^i, the lowest resolution at 0.
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
@@ -19,9 +19,10 @@ pub fn deep_supervision_weights(n: usize) -> Vec<f64> {
     w.iter().map(|v| v / total).collect()
 }
 
-/// Cross-entropy (mean over voxels) minus the batch soft Dice of the foreground classes.
+/// Cross-entropy (mean over voxels) minus the soft Dice of the foreground classes, pooled over
+/// the batch (`batch_dice`) or per sample and then averaged, as `MemoryEfficientSoftDiceLoss`.
 /// `onehot` has the logits' shape `[b, c, z, y, x]`.
-pub fn dice_ce(logits: Tensor<5>, onehot: Tensor<5>) -> Tensor<1> {
+pub fn dice_ce(logits: Tensor<5>, onehot: Tensor<5>, batch_dice: bool) -> Tensor<1> {
     let [b, c, z, y, x] = logits.dims();
     let logp = log_softmax(logits, 1);
     let ce = (logp.clone() * onehot.clone())
@@ -30,8 +31,13 @@ pub fn dice_ce(logits: Tensor<5>, onehot: Tensor<5>) -> Tensor<1> {
         .div_scalar((b * z * y * x) as f64);
     let probs = logp.exp().narrow(1, 1, c - 1);
     let gt = onehot.narrow(1, 1, c - 1);
-    let intersect = (probs.clone() * gt.clone()).sum_dims(&[0, 2, 3, 4]);
-    let denominator = (gt.sum_dims(&[0, 2, 3, 4]) + probs.sum_dims(&[0, 2, 3, 4]))
+    let axes: &[isize] = if batch_dice {
+        &[0, 2, 3, 4]
+    } else {
+        &[2, 3, 4]
+    };
+    let intersect = (probs.clone() * gt.clone()).sum_dims(axes);
+    let denominator = (gt.sum_dims(axes) + probs.sum_dims(axes))
         .add_scalar(SMOOTH)
         .clamp_min(1e-8);
     let dc = intersect.mul_scalar(2.0).add_scalar(SMOOTH) / denominator;
@@ -39,14 +45,18 @@ pub fn dice_ce(logits: Tensor<5>, onehot: Tensor<5>) -> Tensor<1> {
 }
 
 /// The weighted deep-supervision loss; outputs with weight 0 are skipped.
-pub fn deep_supervision_loss(outputs: Vec<Tensor<5>>, targets: Vec<Tensor<5>>) -> Tensor<1> {
+pub fn deep_supervision_loss(
+    outputs: Vec<Tensor<5>>,
+    targets: Vec<Tensor<5>>,
+    batch_dice: bool,
+) -> Tensor<1> {
     let weights = deep_supervision_weights(outputs.len());
     let mut total: Option<Tensor<1>> = None;
     for ((out, target), w) in outputs.into_iter().zip(targets).zip(weights) {
         if w == 0.0 {
             continue;
         }
-        let term = dice_ce(out, target).mul_scalar(w);
+        let term = dice_ce(out, target, batch_dice).mul_scalar(w);
         total = Some(match total {
             Some(t) => t + term,
             None => term,
@@ -81,7 +91,7 @@ mod tests {
         let logits = tensor(vec![0.0, 0.0, 3f32.ln(), 0.0], [1, 2, 1, 1, 2]);
         // voxel 0 is class 1, voxel 1 is class 0
         let onehot = tensor(vec![0.0, 1.0, 1.0, 0.0], [1, 2, 1, 1, 2]);
-        let loss: f32 = dice_ce(logits, onehot).into_scalar();
+        let loss: f32 = dice_ce(logits, onehot, true).into_scalar();
         let ce = -(0.75f64.ln() + 0.5f64.ln()) / 2.0;
         let dc = (2.0 * 0.75 + SMOOTH) / (1.0 + 1.25 + SMOOTH);
         assert!(

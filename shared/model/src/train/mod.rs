@@ -14,6 +14,7 @@ pub mod clip;
 pub mod data;
 pub mod log;
 pub mod loss;
+pub mod validation;
 
 pub use crate::checkpoint::{CHECKPOINT_BEST, CHECKPOINT_FINAL};
 use crate::checkpoint::{CheckpointError, ModelInfo, save_weights, write_info};
@@ -58,6 +59,8 @@ pub struct TrainSettings {
     pub initial_lr: f64,
     /// nnU-Net's data augmentation (off only for tests and debugging).
     pub augment: bool,
+    /// nnU-Net's final validation after training (`validation/summary.json`).
+    pub final_validation: bool,
 }
 
 impl Default for TrainSettings {
@@ -74,6 +77,7 @@ impl Default for TrainSettings {
             patience: 20,
             initial_lr: 0.01,
             augment: true,
+            final_validation: true,
         }
     }
 }
@@ -203,6 +207,7 @@ pub fn train(
         patch: config.patch_size,
         batch_size: config.batch_size.max(1),
         scales: deep_supervision_strides(&network),
+        batch_dice: config.batch_dice,
     };
     let train_device = device.clone().autodiff();
     let mut net = PlainConvUNet::new(&network, settings.seed, &train_device);
@@ -228,7 +233,11 @@ pub fn train(
                 &mut train_rng,
                 &train_device,
             );
-            let loss = loss::deep_supervision_loss(net.forward(batch.image), batch.targets);
+            let loss = loss::deep_supervision_loss(
+                net.forward(batch.image),
+                batch.targets,
+                batcher.batch_dice,
+            );
             loss_sum += f64::from(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             let (grads, _) = clip::clip_global_norm(&net, grads, GRAD_CLIP_NORM);
@@ -270,8 +279,22 @@ pub fn train(
             break;
         }
     }
-    save_weights(&net.valid(), &work, CHECKPOINT_FINAL)?;
+    let final_net = net.valid();
+    save_weights(&final_net, &work, CHECKPOINT_FINAL)?;
     write_json(&work.join(TRAINING_LOG), &log)?;
+    if settings.final_validation {
+        let summary = validation::final_validation(
+            &final_net,
+            &val_cases,
+            config.patch_size,
+            NUM_CLASSES,
+            device,
+        )
+        .map_err(|e| io_err(&work, e))?;
+        let dir = work.join("validation");
+        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        write_json(&dir.join("summary.json"), &summary)?;
+    }
     log::plot(&log, &work.join(TRAINING_CURVE)).map_err(|e| io_err(&work, e))?;
     write_info(
         &work,
@@ -326,6 +349,8 @@ struct Batcher {
     patch: [usize; 3],
     batch_size: usize,
     scales: Vec<[usize; 3]>,
+    /// The plan's `batch_dice`: the loss's Dice over the whole batch, or per sample.
+    batch_dice: bool,
 }
 
 impl Batcher {
@@ -407,8 +432,10 @@ fn validate(
         let batch = batcher.batch(cases, false, rng, device);
         let outputs = net.forward(batch.image);
         let top = outputs[0].clone();
-        loss_sum +=
-            f64::from(loss::deep_supervision_loss(outputs, batch.targets).into_scalar::<f32>());
+        loss_sum += f64::from(
+            loss::deep_supervision_loss(outputs, batch.targets, batcher.batch_dice)
+                .into_scalar::<f32>(),
+        );
         let data = top.into_data();
         let Ok(logits) = data.as_slice::<f32>() else {
             continue;
