@@ -131,15 +131,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         ..PredictOptions::default()
     }
     .mirror(&axes);
-    let out = predict_case(
-        &net,
-        &plans,
-        config,
-        image.data(),
-        image.geometry().spacing_zyx(),
-        opts,
-        &device,
-    )?;
+    let out = predict_case(&net, &plans, config, &image, opts, &device)?;
     std::fs::create_dir_all(&args.out)?;
     let record = PredictionRecord::new(&info, &checkpoint, &plans_bytes, &opts);
     for (file, bytes) in encode_prediction(&info, out, image.geometry(), &record)? {

@@ -298,6 +298,8 @@ pub fn models() -> &'static [PathBuf] {
                     max_epochs: 1,
                     iterations: 2,
                     val_iterations: 1,
+                    // scored by the pipeline itself; final validation is tested in shared/model
+                    final_validation: false,
                     ..TrainSettings::default()
                 };
                 train(&prepared, &models, &settings, &device, &mut |_| {}).unwrap();
@@ -377,4 +379,13 @@ pub fn npy_u8(path: &Path) -> Vec<u8> {
         "{header}"
     );
     bytes[10 + len..].to_vec()
+}
+
+/// A label map stored in the bucket (labels 0..3).
+pub fn labels_at(store: &dyn ObjectStore, k: &str) -> Volume<u8> {
+    let body = store.get(&key(k)).unwrap().unwrap();
+    statapp_volume::read_nifti_bytes(Path::new(k), &body, &statapp_volume::ReadOptions::default())
+        .unwrap()
+        .to_labels(3)
+        .unwrap()
 }

@@ -4,8 +4,8 @@
 //! SDK; the functions' handlers consuming the real event messages. Acceptance of issue 6.
 
 use statapp_e2e::{
-    Harness, case_files, endpoint, gz, key, models, nnunet_fixture, nnunet_fixture_case, npy_u8,
-    upload_case, upload_model, upload_tree,
+    Harness, case_files, endpoint, gz, key, labels_at, models, nnunet_fixture, nnunet_fixture_case,
+    npy_u8, upload_case, upload_model, upload_tree,
 };
 use statapp_metrics::{CasePaths, RoiMode, score_files};
 use statapp_pipeline::jobs::MetricsJob;
@@ -275,17 +275,7 @@ fn concurrent_merges_lose_no_row() {
     upload_case(store, "case_m", &case_files(61));
     h.drain(1);
     // a "prediction": annotator 1's labels, one-hot
-    let ann = read_nifti_bytes(
-        std::path::Path::new("annotation_1.nii.gz"),
-        &store
-            .get(&key("cases/case_m/annotation_1.nii.gz"))
-            .unwrap()
-            .unwrap(),
-        &ReadOptions::default(),
-    )
-    .unwrap()
-    .to_labels(3)
-    .unwrap();
+    let ann = labels_at(store, "cases/case_m/annotation_1.nii.gz");
     for (i, name) in ["prob_panc", "prob_kidn", "prob_livr"].iter().enumerate() {
         let prob = ann
             .data()
@@ -451,17 +441,7 @@ fn an_nnunet_model_folder_uploaded_under_models_is_registered_and_scored() {
     assert_eq!(rows.len(), 1, "{combined}");
     assert!(rows[0].starts_with("case_010,ref_nnunet,"), "{combined}");
     // the pipeline's segmentation is nnU-Net's own (nnUNetPredictor, mirroring on)
-    let seg = read_nifti_bytes(
-        std::path::Path::new("segmentation.nii.gz"),
-        &store
-            .get(&key("predictions/ref_nnunet/case_010/segmentation.nii.gz"))
-            .unwrap()
-            .unwrap(),
-        &ReadOptions::default(),
-    )
-    .unwrap()
-    .to_labels(3)
-    .unwrap();
+    let seg = labels_at(store, "predictions/ref_nnunet/case_010/segmentation.nii.gz");
     let want = npy_u8(&nnunet_fixture().join("expected/case_010_segmentation_mirror.npy"));
     let same = seg.data().iter().zip(&want).filter(|(a, b)| a == b).count();
     assert_eq!(seg.data().len(), want.len());

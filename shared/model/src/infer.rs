@@ -10,6 +10,7 @@ use ndarray::{Array3, Array4};
 use statapp_nnunet::plans_file::{Configuration, Plans};
 use statapp_nnunet::preprocess::{preprocess, transpose, uncrop};
 use statapp_nnunet::resample::{resample_image, separate_axis};
+use statapp_volume::Volume;
 
 /// Per-class probabilities on the original grid (one map per class) and the labels.
 #[derive(Debug, Clone)]
@@ -18,19 +19,19 @@ pub struct CasePrediction {
     pub labels: Array3<u8>,
 }
 
-/// Predicts one CT image (HU, `[z, y, x]` as stored, spacing in mm, same order).
+/// Predicts one CT image (HU, `[z, y, x]` as stored, with its spacing).
 pub fn predict_case(
     net: &PlainConvUNet,
     plans: &Plans,
     config: &Configuration,
-    image: &Array3<f32>,
-    spacing: [f64; 3],
+    image: &Volume<f32>,
     opts: PredictOptions,
     device: &Device,
 ) -> Result<CasePrediction, PredictError> {
     let num_classes = net.num_classes();
     let forward = plans.transpose_forward;
-    let image = transpose(image, forward);
+    let spacing = image.geometry().spacing_zyx();
+    let image = transpose(image.data(), forward);
     let spacing = forward.map(|a| spacing[a]);
     let pre = preprocess(&image, None, spacing, config.spacing, &plans.intensity);
     let logits = predict_logits(net, &pre.data, config.patch_size, opts, num_classes, device)?;

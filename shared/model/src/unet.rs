@@ -123,16 +123,22 @@ impl<S: ParamSource> Builder<'_, S> {
             .init(self.device);
         let shape = [cout, cin, kernel[0], kernel[1], kernel[2]];
         c.weight = Param::from_tensor(self.src.weight(&format!("{key}.weight"), shape)?);
-        c.bias = if bias {
-            Some(Param::from_tensor(self.src.vector(
-                &format!("{key}.bias"),
-                cout,
-                false,
-            )?))
-        } else {
-            None
-        };
+        c.bias = self.bias(key, cout, bias)?;
         Ok(c)
+    }
+
+    /// `<key>.bias` of `n` values when the layer has one.
+    fn bias(
+        &mut self,
+        key: &str,
+        n: usize,
+        present: bool,
+    ) -> Result<Option<Param<Tensor<1>>>, S::Error> {
+        if !present {
+            return Ok(None);
+        }
+        let v = self.src.vector(&format!("{key}.bias"), n, false)?;
+        Ok(Some(Param::from_tensor(v)))
     }
 
     fn block(
@@ -210,15 +216,7 @@ impl<S: ParamSource> Builder<'_, S> {
             .init(self.device);
         let shape = [below, skip, stride[0], stride[1], stride[2]];
         t.weight = Param::from_tensor(self.src.weight(&format!("{key}.weight"), shape)?);
-        t.bias = if bias {
-            Some(Param::from_tensor(self.src.vector(
-                &format!("{key}.bias"),
-                skip,
-                false,
-            )?))
-        } else {
-            None
-        };
+        t.bias = self.bias(key, skip, bias)?;
         Ok(t)
     }
 

@@ -150,16 +150,7 @@ fn compare_with(
         ..PredictOptions::default()
     }
     .mirror(axes);
-    let pred = predict_case(
-        &net,
-        &plans,
-        config,
-        image.data(),
-        image.geometry().spacing_zyx(),
-        opts,
-        &Device::flex(),
-    )
-    .unwrap();
+    let pred = predict_case(&net, &plans, config, &image, opts, &Device::flex()).unwrap();
     let dir = fixture().join(expected);
     let (want, shape) = npy(&dir.join(format!("{case}_probabilities{suffix}.npy")));
     let (seg, _) = npy(&dir.join(format!("{case}_segmentation{suffix}.npy")));
@@ -299,8 +290,7 @@ fn export_then_import_round_trips_any_class_count() {
         &reloaded,
         &plans,
         config,
-        image.data(),
-        image.geometry().spacing_zyx(),
+        &image,
         PredictOptions::default(),
         &d,
     )

@@ -112,16 +112,7 @@ fn predict(
     .map_err(input)?
     .into_f32();
     let opts = PredictOptions::default().mirror(&mirror_axes(&info)?);
-    let out = predict_case(
-        &net,
-        &plans,
-        config,
-        image.data(),
-        image.geometry().spacing_zyx(),
-        opts,
-        device,
-    )
-    .map_err(input)?;
+    let out = predict_case(&net, &plans, config, &image, opts, device).map_err(input)?;
     let record = PredictionRecord::new(&info, &checkpoint, &plans_bytes, &opts);
     for (file, bytes) in encode_prediction(&info, out, image.geometry(), &record).map_err(input)? {
         store.put(&predictions::key(prefix, case, &file)?, &bytes)?;
