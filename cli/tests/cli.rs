@@ -378,6 +378,7 @@ fn prepare_predict_ensemble_metrics_chain() {
         "1",
         "--val-iterations",
         "1",
+        "--no-final-validation",
     ]);
     assert!(
         text(&trained).contains("anno2_init2_foldall: 1 epoch(s)"),

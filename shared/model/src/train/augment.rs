@@ -205,11 +205,11 @@ fn intensity(img: &mut [f32], patch: [usize; 3], rng: &mut Rng) {
         }
     }
     if rng.chance(P_BRIGHTNESS) {
-        let f = rng.uniform(0.75, 1.25) as f32;
+        let f = bg_contrast(rng, 0.75, 1.25) as f32;
         img.iter_mut().for_each(|v| *v *= f);
     }
     if rng.chance(P_CONTRAST) {
-        let f = rng.uniform(0.75, 1.25) as f32;
+        let f = bg_contrast(rng, 0.75, 1.25) as f32;
         let (lo, hi) = min_max(img);
         let mean = mean(img);
         img.iter_mut()
@@ -248,12 +248,17 @@ fn std_dev(img: &[f32], m: f32) -> f32 {
 }
 
 /// nnU-Net's gamma range (0.7, 1.5), half the draws below 1.
-fn draw_gamma(rng: &mut Rng) -> f64 {
-    if rng.chance(0.5) {
-        rng.uniform(0.7, 1.0)
+/// batchgeneratorsv2's `BGContrast((lo, hi))`: half the draws below 1, half above.
+fn bg_contrast(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
+    if rng.chance(0.5) && lo < 1.0 {
+        rng.uniform(lo, 1.0)
     } else {
-        rng.uniform(1.0, 1.5)
+        rng.uniform(lo.max(1.0), hi)
     }
+}
+
+fn draw_gamma(rng: &mut Rng) -> f64 {
+    bg_contrast(rng, 0.7, 1.5)
 }
 
 /// Gamma on the patch rescaled to [0, 1], then mean and standard deviation restored.
