@@ -11,7 +11,7 @@ use statapp_model::nnunet_format::{export_model, import_model};
 use statapp_model::outputs::{PredictionRecord, encode_prediction};
 use statapp_model::predict::{Accumulation, PredictOptions};
 use statapp_model::{PlainConvUNet, UNetConfig};
-use statapp_nnunet::model_dir::CURVAS_CLASSES;
+use statapp_nnunet::model_dir::{CURVAS_CLASSES, Mirroring};
 use statapp_nnunet::plans_file::Plans;
 use statapp_nnunet::results::Which;
 use statapp_volume::{ReadOptions, read_nifti, write_atomic};
@@ -92,8 +92,8 @@ pub struct PredictArgs {
     step: f64,
     /// Test-time mirroring: `model` (the model's default, nnU-Net's: on, over the checkpoint's
     /// allowed axes), `on` or `off`.
-    #[arg(long, default_value = "model", value_parser = ["model", "on", "off"])]
-    mirroring: String,
+    #[arg(long, default_value = "model")]
+    mirroring: Mirroring,
     /// Accumulate tiles in float32 (default) or in float16 as nnU-Net does.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     accumulation: String,
@@ -115,11 +115,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         .unwrap_or_else(|| info.prediction_checkpoint().to_string());
     let net = load_weights(&info.network, &args.model.join(&checkpoint), &device)?;
     let image = read_nifti(&args.image, &ReadOptions::default())?.into_f32();
-    let axes = match args.mirroring.as_str() {
-        "on" => info.mirroring_axes.clone(),
-        "off" => Vec::new(),
-        _ => info.default_mirror_axes(),
-    };
+    let axes = info.mirror_axes(args.mirroring);
     let opts = PredictOptions {
         tile_batch: args.tile_batch,
         step: args.step,
@@ -180,7 +176,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
         info.model_id,
         info.classes.len(),
         info.network.n_stages(),
-        info.default_mirror_axes(),
+        info.mirror_axes(Mirroring::Model),
         dir.display()
     );
     Ok(())

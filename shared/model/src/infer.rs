@@ -6,7 +6,7 @@
 use crate::predict::{Accumulation, PredictError, PredictOptions, predict_logits, softmax};
 use crate::unet::PlainConvUNet;
 use burn::tensor::Device;
-use ndarray::{Array3, Array4};
+use ndarray::{Array3, Array4, ArrayView3};
 use statapp_nnunet::plans_file::{Configuration, Plans};
 use statapp_nnunet::preprocess::{preprocess, transpose, uncrop};
 use statapp_nnunet::resample::{resample_image, separate_axis};
@@ -65,7 +65,7 @@ pub fn predict_case(
             transpose(&full, backward)
         })
         .collect();
-    let labels = argmax(&probabilities);
+    let labels = argmax(probabilities.iter().map(|p| p.view()));
     Ok(CasePrediction {
         probabilities,
         labels,
@@ -73,15 +73,16 @@ pub fn predict_case(
 }
 
 /// The most probable class per voxel; ties go to the lower class (numpy's argmax).
-pub fn argmax(probabilities: &[Array3<f32>]) -> Array3<u8> {
-    let Some(first) = probabilities.first() else {
+pub fn argmax<'a>(maps: impl IntoIterator<Item = ArrayView3<'a, f32>>) -> Array3<u8> {
+    let maps: Vec<ArrayView3<f32>> = maps.into_iter().collect();
+    let Some(first) = maps.first() else {
         return Array3::zeros((0, 0, 0));
     };
     let mut labels = Array3::zeros(first.dim());
     ndarray::Zip::indexed(&mut labels).for_each(|idx, l| {
         let mut best = 0;
-        for c in 1..probabilities.len() {
-            if probabilities[c][idx] > probabilities[best][idx] {
+        for c in 1..maps.len() {
+            if maps[c][idx] > maps[best][idx] {
                 best = c;
             }
         }

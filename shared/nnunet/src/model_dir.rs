@@ -106,6 +106,29 @@ pub struct ModelInfo {
     pub nnunet: Option<NnunetSource>,
 }
 
+/// A run's test-time mirroring: each model's own default (`model.json`'s `mirroring`), or on
+/// (the model's allowed axes) or off for every model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mirroring {
+    #[default]
+    Model,
+    On,
+    Off,
+}
+
+impl std::str::FromStr for Mirroring {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "model" => Ok(Self::Model),
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            other => Err(format!("mirroring {other:?}: expected model, on or off")),
+        }
+    }
+}
+
 /// Provenance of an imported nnU-Net model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NnunetSource {
@@ -155,12 +178,12 @@ impl ModelInfo {
         }
     }
 
-    /// The axes prediction mirrors over: the allowed ones when mirroring is on.
-    pub fn default_mirror_axes(&self) -> Vec<usize> {
-        if self.mirroring {
-            self.mirroring_axes.clone()
-        } else {
-            Vec::new()
+    /// The axes prediction mirrors over for a run's `setting`.
+    pub fn mirror_axes(&self, setting: Mirroring) -> Vec<usize> {
+        match setting {
+            Mirroring::Model if self.mirroring => self.mirroring_axes.clone(),
+            Mirroring::On => self.mirroring_axes.clone(),
+            Mirroring::Model | Mirroring::Off => Vec::new(),
         }
     }
 }
@@ -177,18 +200,23 @@ pub fn probability_file(class: &str) -> String {
     format!("prob_{short}.nii.gz")
 }
 
+/// The bytes of `model.json`; `path` names it in errors.
+pub fn encode_info(path: &Path, info: &ModelInfo) -> Result<Vec<u8>, ModelDirError> {
+    let text = serde_json::to_string_pretty(info).map_err(|source| ModelDirError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((text + "\n").into_bytes())
+}
+
 pub fn write_info(dir: &Path, info: &ModelInfo) -> Result<(), ModelDirError> {
     let path = dir.join(MODEL_JSON);
     std::fs::create_dir_all(dir).map_err(|source| ModelDirError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
-    let text = serde_json::to_string_pretty(info).map_err(|source| ModelDirError::Json {
-        path: path.clone(),
-        source,
-    })?;
-    statapp_volume::write_atomic(&path, (text + "\n").as_bytes())
-        .map_err(|source| ModelDirError::Io { path, source })
+    let bytes = encode_info(&path, info)?;
+    statapp_volume::write_atomic(&path, &bytes).map_err(|source| ModelDirError::Io { path, source })
 }
 
 pub fn read_info(dir: &Path) -> Result<ModelInfo, ModelDirError> {

@@ -8,11 +8,11 @@ use crate::StageError;
 use crate::ingest::registered_models;
 use crate::predictions;
 use burn::tensor::Device;
-use statapp_model::checkpoint::{MODEL_JSON, ModelInfo, load_weights};
+use statapp_model::checkpoint::{MODEL_JSON, load_weights};
 use statapp_model::infer::predict_case;
 use statapp_model::outputs::{PredictionRecord, encode_prediction};
 use statapp_model::predict::PredictOptions;
-use statapp_nnunet::model_dir::parse_info;
+use statapp_nnunet::model_dir::{Mirroring, parse_info};
 use statapp_nnunet::plans_file::Plans;
 use statapp_pipeline::jobs::{EnsembleJob, InferJob, Job, MetricsJob};
 use statapp_pipeline::{JobQueue, Key, ObjectStore};
@@ -67,16 +67,13 @@ fn get(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>, StageError> {
         .ok_or_else(|| StageError::Input(format!("{k}: missing")))
 }
 
-/// Mirroring for this run: the model's own default unless `STATAPP_MIRRORING` says `on` (the
-/// model's allowed axes) or `off`.
-fn mirror_axes(info: &ModelInfo) -> Result<Vec<usize>, StageError> {
+/// Mirroring for this run: `STATAPP_MIRRORING` (`model`, the default, `on` or `off`).
+fn mirroring() -> Result<Mirroring, StageError> {
     match std::env::var("STATAPP_MIRRORING").as_deref() {
-        Err(_) | Ok("") | Ok("model") => Ok(info.default_mirror_axes()),
-        Ok("on") => Ok(info.mirroring_axes.clone()),
-        Ok("off") => Ok(Vec::new()),
-        Ok(other) => Err(StageError::Input(format!(
-            "STATAPP_MIRRORING={other:?}: expected on, off or model"
-        ))),
+        Err(_) | Ok("") => Ok(Mirroring::Model),
+        Ok(v) => v
+            .parse()
+            .map_err(|e| StageError::Input(format!("STATAPP_MIRRORING: {e}"))),
     }
 }
 
@@ -111,7 +108,7 @@ fn predict(
     )
     .map_err(input)?
     .into_f32();
-    let opts = PredictOptions::default().mirror(&mirror_axes(&info)?);
+    let opts = PredictOptions::default().mirror(&info.mirror_axes(mirroring()?));
     let out = predict_case(&net, &plans, config, &image, opts, device).map_err(input)?;
     let record = PredictionRecord::new(&info, &checkpoint, &plans_bytes, &opts);
     for (file, bytes) in encode_prediction(&info, out, image.geometry(), &record).map_err(input)? {

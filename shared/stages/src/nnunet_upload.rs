@@ -7,7 +7,7 @@
 
 use crate::StageError;
 use crate::ingest::{Ingested, reject, valid_case_id};
-use statapp_nnunet::model_dir::MODEL_JSON;
+use statapp_nnunet::model_dir::{MODEL_JSON, encode_info};
 use statapp_nnunet::results::{Which, read_results_folder};
 use statapp_pipeline::{Key, ObjectStore};
 
@@ -91,12 +91,10 @@ pub fn describe(id: &str, folder: &str, store: &dyn ObjectStore) -> Result<Inges
     ] {
         store.put(&Key::new(format!("{name}/{file}"))?, &std::fs::read(path)?)?;
     }
-    let text = serde_json::to_string_pretty(&found.info)
-        .map_err(|e| StageError::Input(format!("{name}: {e}")))?;
-    store.put(
-        &Key::new(format!("{name}/{MODEL_JSON}"))?,
-        (text + "\n").as_bytes(),
-    )?;
+    let key = Key::new(format!("{name}/{MODEL_JSON}"))?;
+    let bytes = encode_info(std::path::Path::new(key.as_str()), &found.info)
+        .map_err(|e| StageError::Input(e.to_string()))?;
+    store.put(&key, &bytes)?;
     tracing::info!(model = id, folder, "nnU-Net model described");
     Ok(Ingested::NnunetModelDescribed {
         model: id.to_string(),

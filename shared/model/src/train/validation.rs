@@ -5,10 +5,10 @@
 //! training data), so the numbers are those of the network, not of the export.
 
 use super::data::TrainCase;
+use crate::infer::argmax;
 use crate::predict::{PredictError, PredictOptions, predict_logits};
 use crate::unet::PlainConvUNet;
 use burn::tensor::Device;
-use ndarray::Axis;
 use serde_json::{Value, json};
 
 /// Per-class confusion counts of a prediction against the reference labels.
@@ -66,15 +66,7 @@ pub fn final_validation(
     let mut dice: Vec<Vec<Option<f64>>> = vec![Vec::new(); classes - 1];
     for case in cases {
         let logits = predict_logits(net, &case.image, patch, opts, classes, device)?;
-        let pred = logits.map_axis(Axis(0), |v| {
-            let mut best = 0;
-            for c in 1..v.len() {
-                if v[c] > v[best] {
-                    best = c;
-                }
-            }
-            best as u8
-        });
+        let pred = argmax(logits.outer_iter());
         let mut m = serde_json::Map::new();
         for c in 1..classes {
             let value = metrics(counts(&pred, &case.labels, c as u8));
