@@ -111,11 +111,9 @@ fn run_stage(stage: &str, bucket: &std::path::Path, case: &str, model: Option<&s
             dispatch::preprocess(&event.to_string(), &store, out)?;
         }
         "infer" => {
-            let job = Job::Infer(InferJob {
-                case: case.into(),
-                model: model()?.into(),
-            });
-            dispatch::infer(&job.to_json(), &store, out, &burn::tensor::Device::flex())?;
+            let job = Job::Infer(InferJob::new(case, model()?, None));
+            let settings = statapp_stages::infer::InferSettings::from_env()?;
+            dispatch::infer(&job.to_json(), &store, out, &burn::tensor::Device::flex(), &settings)?;
         }
         _ => {
             let m = model()?;

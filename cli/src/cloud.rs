@@ -169,7 +169,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     let s = services.clone();
     let preprocess: Handler = Arc::new(move |b| dispatch::preprocess(b, &s.store, s.outputs()));
     let s = services.clone();
-    let infer: Handler = Arc::new(move |b| dispatch::infer(b, &s.store, s.outputs(), &device));
+    let settings = statapp_stages::infer::InferSettings::from_env()?;
+    let infer: Handler =
+        Arc::new(move |b| dispatch::infer(b, &s.store, s.outputs(), &device, &settings));
     let s = services.clone();
     let aggregate: Handler = Arc::new(move |b| dispatch::aggregate(b, &s.store, s.outputs()));
     let s = services.clone();

@@ -7,6 +7,7 @@ mod ensemble;
 mod inspect;
 mod metrics;
 mod model_cmds;
+mod plan_inference;
 mod prepare;
 mod preview;
 mod progress;
@@ -45,6 +46,8 @@ enum Command {
     Train(train::Args),
     /// Predict a CT with a model as nnU-Net does: probabilities and segmentation on the image's grid.
     Predict(model_cmds::PredictArgs),
+    /// Tiles, parts, wall time and cost of one prediction (fan-out, one function, one GPU).
+    PlanInference(plan_inference::Args),
     /// Import an nnU-Net v2 trained-model folder (plans.json, dataset.json, fold_<f>/*.pth).
     ImportModel(model_cmds::ImportArgs),
     /// Export a model as an nnU-Net v2 trained-model folder that nnUNetPredictor loads.
@@ -100,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         Command::InitModel(args) => model_cmds::init(args),
         Command::Train(args) => train::run(args),
         Command::Predict(args) => model_cmds::predict(args),
+        Command::PlanInference(args) => plan_inference::run(args),
         Command::ImportModel(args) => model_cmds::import(args),
         Command::ExportModel(args) => model_cmds::export(args),
         Command::Setup(args) => cloud::setup(args),

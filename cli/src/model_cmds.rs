@@ -94,9 +94,10 @@ pub struct PredictArgs {
     /// allowed axes), `on` or `off`.
     #[arg(long, default_value = "model")]
     mirroring: Mirroring,
-    /// Accumulate tiles in float32 (default) or in float16 as nnU-Net does.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
-    accumulation: String,
+    /// How tiles add up: `fixed` (exact integer sums, the default: the same bits however the
+    /// prediction is split), `f32` (float32 sums in tile order) or `f16` (nnU-Net's float16).
+    #[arg(long, default_value = "fixed")]
+    accumulation: Accumulation,
     /// Tiles per forward pass.
     #[arg(long, default_value_t = 1)]
     tile_batch: usize,
@@ -119,11 +120,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let opts = PredictOptions {
         tile_batch: args.tile_batch,
         step: args.step,
-        accumulation: if args.accumulation == "f16" {
-            Accumulation::F16
-        } else {
-            Accumulation::F32
-        },
+        accumulation: args.accumulation,
         ..PredictOptions::default()
     }
     .mirror(&axes);

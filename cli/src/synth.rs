@@ -10,7 +10,8 @@ pub struct Args {
     /// Number of cases.
     #[arg(long, default_value_t = 4)]
     cases: usize,
-    /// Grid size: small (64x96x96), medium (128x256x256) or large (300x512x512).
+    /// Grid size: small (64x96x96), medium (128x256x256), large (300x512x512) or xlarge
+    /// (950x512x512, 1 mm slices: a full-size CURVAS CT).
     #[arg(long, default_value = "small")]
     size: Size,
     /// Dataset seed: the same seed gives the same files.

@@ -16,6 +16,7 @@ use statapp_volume::{Volume, WriteOptions, encode_nifti};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use statapp_stages::infer::InferSettings;
 use std::time::Duration;
 
 /// The server's URL; the tests cannot run without one.
@@ -38,6 +39,8 @@ pub struct Harness {
     pub provisioned: Provisioned,
     pub services: Arc<Services>,
     pub visibility: Duration,
+    /// The infer stage's settings (a test sets a small budget to make predictions fan out).
+    pub infer: InferSettings,
 }
 
 impl Harness {
@@ -82,6 +85,10 @@ impl Harness {
             provisioned,
             services,
             visibility,
+            infer: InferSettings {
+                gather_delay: Duration::from_secs(1),
+                ..InferSettings::from_env().unwrap()
+            },
         }
     }
 
@@ -95,6 +102,7 @@ impl Harness {
         let s = self.services.clone();
         let (s1, s2, s3, s4) = (s.clone(), s.clone(), s.clone(), s);
         let device = Device::flex();
+        let settings = self.infer;
         [
             Arc::new(move |b: &str| {
                 let o = duplicating(&s1, duplicate);
@@ -102,7 +110,7 @@ impl Harness {
             }),
             Arc::new(move |b: &str| {
                 let o = duplicating(&s2, duplicate);
-                dispatch::infer(b, &s2.store, o.as_outputs(), &device)
+                dispatch::infer(b, &s2.store, o.as_outputs(), &device, &settings)
             }),
             Arc::new(move |b: &str| {
                 let o = duplicating(&s3, duplicate);
@@ -166,9 +174,16 @@ impl JobQueue for Times<'_> {
         self.0.name()
     }
     fn send(&self, body: &str) -> Result<String, statapp_pipeline::queue::QueueOpError> {
+        self.send_delayed(body, Duration::ZERO)
+    }
+    fn send_delayed(
+        &self,
+        body: &str,
+        delay: Duration,
+    ) -> Result<String, statapp_pipeline::queue::QueueOpError> {
         let mut id = String::new();
         for _ in 0..self.1 {
-            id = self.0.send(body)?;
+            id = self.0.send_delayed(body, delay)?;
         }
         Ok(id)
     }

@@ -94,6 +94,12 @@ impl JobQueue for SqsQueue {
     }
 
     fn send(&self, body: &str) -> Result<String, QueueOpError> {
+        self.send_delayed(body, Duration::ZERO)
+    }
+
+    fn send_delayed(&self, body: &str, delay: Duration) -> Result<String, QueueOpError> {
+        // SQS accepts 0..=900 seconds
+        let delay = i32::try_from(delay.as_secs().min(900)).unwrap_or(900);
         self.aws.block_on(async {
             let out = self
                 .aws
@@ -101,6 +107,7 @@ impl JobQueue for SqsQueue {
                 .send_message()
                 .queue_url(&self.url)
                 .message_body(body)
+                .delay_seconds(delay)
                 .send()
                 .await
                 .map_err(|e| backend(&self.name, describe(e)))?;

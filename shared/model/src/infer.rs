@@ -8,7 +8,7 @@ use crate::unet::PlainConvUNet;
 use burn::tensor::Device;
 use ndarray::{Array3, Array4, ArrayView3};
 use statapp_nnunet::plans_file::{Configuration, Plans};
-use statapp_nnunet::preprocess::{preprocess, transpose, uncrop};
+use statapp_nnunet::preprocess::{CaseProperties, preprocess, transpose, uncrop};
 use statapp_nnunet::resample::{resample_image, separate_axis};
 use statapp_volume::Volume;
 
@@ -35,13 +35,25 @@ pub fn predict_case(
     let spacing = forward.map(|a| spacing[a]);
     let pre = preprocess(&image, None, spacing, config.spacing, &plans.intensity);
     let logits = predict_logits(net, &pre.data, config.patch_size, opts, num_classes, device)?;
-    let props = &pre.properties;
+    export_logits(&logits, plans, config, &pre.properties, opts.accumulation)
+}
+
+/// nnU-Net's export of logits `(classes, z, y, x)` on the network's grid (unpadded): logits
+/// resampled linearly to the cropped grid, softmax, pasted into the original grid, transposed
+/// back by `transpose_backward`, and the argmax labels.
+pub fn export_logits(
+    logits: &Array4<f32>,
+    plans: &Plans,
+    config: &Configuration,
+    props: &CaseProperties,
+    accumulation: Accumulation,
+) -> Result<CasePrediction, PredictError> {
     let cropped = props.shape_after_cropping_and_before_resampling;
     // export: current spacing is the plan's, the new one the image's
     let separate = separate_axis(config.spacing, props.spacing);
     // nnU-Net resamples the logits, not the probabilities, then applies the softmax; its
     // resampling writes into an array of the logits' type (float16 in its own accumulation)
-    let f16 = opts.accumulation == Accumulation::F16;
+    let f16 = accumulation == Accumulation::F16;
     let resampled: Vec<Array3<f32>> = logits
         .outer_iter()
         .map(|c| {
@@ -55,7 +67,9 @@ pub fn predict_case(
     let views: Vec<_> = resampled.iter().map(|a| a.view()).collect();
     let stacked: Array4<f32> = ndarray::stack(ndarray::Axis(0), &views)
         .map_err(|e| PredictError(format!("stacking class maps: {e}")))?;
+    drop(resampled);
     let probs = softmax(&stacked);
+    drop(stacked);
     let backward = plans.transpose_backward;
     let probabilities: Vec<Array3<f32>> = probs
         .outer_iter()

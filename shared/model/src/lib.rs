@@ -3,6 +3,7 @@
 //! CPU (flex) here and in Lambda, CUDA in the GPU trainer.
 
 pub mod checkpoint;
+pub mod export;
 pub mod infer;
 pub mod nnunet_format;
 pub mod outputs;

@@ -5,6 +5,7 @@
 use crate::unet::PlainConvUNet;
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::{Array3, Array4, ArrayView4, s};
+use statapp_nnunet::partial::{Partial, bounding_box, integer_gaussian};
 use statapp_nnunet::sliding::{
     Accumulator, Accumulator16, gaussian, gaussian_scaled, padding, tiles,
 };
@@ -44,6 +45,41 @@ impl SlidingWindow {
         out
     }
 
+    /// The box `(origin, shape)` of the padded image covered by the tiles `range`.
+    pub fn tile_box(&self, range: std::ops::Range<usize>) -> ([usize; 3], [usize; 3]) {
+        bounding_box(&self.tiles[range], self.patch)
+    }
+
+    /// The box `origin..origin + shape` of the padded image, from rows `z0..` of the unpadded
+    /// image (`rows` holds at least the rows the box needs; zeros elsewhere, as `pad_image`).
+    pub fn pad_box(
+        &self,
+        rows: ndarray::ArrayView3<f32>,
+        z0: usize,
+        origin: [usize; 3],
+        shape: [usize; 3],
+    ) -> Array3<f32> {
+        let mut out = Array3::zeros((shape[0], shape[1], shape[2]));
+        let pad = self.pad.map(|p| p.0);
+        // the box in unpadded coordinates, clipped to the image (and to the rows given)
+        let lo: [usize; 3] = std::array::from_fn(|a| origin[a].max(pad[a]) - pad[a]);
+        let mut hi: [usize; 3] = std::array::from_fn(|a| {
+            (origin[a] + shape[a]).min(pad[a] + self.image_shape[a]).saturating_sub(pad[a])
+        });
+        hi[0] = hi[0].min(z0 + rows.dim().0);
+        if (0..3).any(|a| lo[a] >= hi[a]) || lo[0] < z0 {
+            return out;
+        }
+        let dst: [usize; 3] = std::array::from_fn(|a| lo[a] + pad[a] - origin[a]);
+        out.slice_mut(s![
+            dst[0]..dst[0] + hi[0] - lo[0],
+            dst[1]..dst[1] + hi[1] - lo[1],
+            dst[2]..dst[2] + hi[2] - lo[2]
+        ])
+        .assign(&rows.slice(s![lo[0] - z0..hi[0] - z0, lo[1]..hi[1], lo[2]..hi[2]]));
+        out
+    }
+
     /// Crops accumulated logits back to the unpadded image.
     pub fn crop(&self, logits: &Array4<f32>) -> Array4<f32> {
         let [a, b, c] = self.pad.map(|x| x.0);
@@ -58,11 +94,26 @@ impl SlidingWindow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accumulation {
-    /// float32 sums and weights (statapp's default: no float16 rounding near tile edges).
+    /// Exact integer sums (`statapp_nnunet::partial`): order-free, so a prediction split into
+    /// parts adds up to the same bits (statapp's default).
     #[default]
+    Fixed,
+    /// float32 sums and weights in tile order (one process only).
     F32,
     /// nnU-Net's float16 sums and weights with its Gaussian scaled to 10, for bit-level parity.
     F16,
+}
+
+impl std::str::FromStr for Accumulation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fixed" => Ok(Self::Fixed),
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            other => Err(format!("accumulation {other:?}: fixed, f32 or f16")),
+        }
+    }
 }
 
 /// Options of a prediction run.
@@ -83,7 +134,7 @@ impl Default for PredictOptions {
             mirror_axes: [false; 3],
             tile_batch: 1,
             step: 0.5,
-            accumulation: Accumulation::F32,
+            accumulation: Accumulation::Fixed,
         }
     }
 }
@@ -148,25 +199,26 @@ fn predict_batch(net: &PlainConvUNet, x: Tensor<5>, axes: &[usize]) -> Tensor<5>
     }
 }
 
-/// Runs the network on the tiles `range` of a padded image and hands each tile's logits
-/// `(classes, patch)` with its start to `add`.
+/// Runs the network on the tiles `range` of a padded image (`padded` is its box at `origin`) and
+/// hands each tile's logits `(classes, patch)` with its start to `add`.
 #[allow(clippy::too_many_arguments)]
 fn for_each_tile(
     net: &PlainConvUNet,
-    padded: &Array3<f32>,
+    (padded, origin): (&Array3<f32>, [usize; 3]),
     sw: &SlidingWindow,
     range: std::ops::Range<usize>,
     opts: PredictOptions,
     num_classes: usize,
     device: &Device,
-    mut add: impl FnMut([usize; 3], ArrayView4<f32>),
+    mut add: impl FnMut([usize; 3], ArrayView4<f32>) -> Result<(), PredictError>,
 ) -> Result<(), PredictError> {
     let [pz, py, px] = sw.patch;
     let axes = opts.mirrored();
     for chunk in sw.tiles[range].chunks(opts.tile_batch.max(1)) {
         let mut values = Vec::with_capacity(chunk.len() * pz * py * px);
         for t in chunk {
-            let tile = padded.slice(s![t[0]..t[0] + pz, t[1]..t[1] + py, t[2]..t[2] + px]);
+            let [z, y, x] = std::array::from_fn(|a| t[a] - origin[a]);
+            let tile = padded.slice(s![z..z + pz, y..y + py, x..x + px]);
             values.extend(tile.iter().copied());
         }
         let x = Tensor::<5>::from_data(
@@ -187,7 +239,7 @@ fn for_each_tile(
             })?;
             let view = ArrayView4::from_shape((num_classes, pz, py, px), part)
                 .map_err(|e| PredictError(e.to_string()))?;
-            add(*t, view);
+            add(*t, view)?;
         }
     }
     Ok(())
@@ -198,19 +250,25 @@ fn for_each_tile(
 #[error("prediction: {0}")]
 pub struct PredictError(pub String);
 
-/// Predicts the tiles `range` of a padded image into a fresh float32 accumulator.
-pub fn predict_tiles(
+/// Predicts the tiles `range` into exact sums over their box; `padded` is the padded image's box
+/// at `origin` (the whole padded image, or at least `sw.tile_box(range)`). Parts of one image
+/// add up (`Partial::add_into`) to the bits of predicting every tile at once, provided each part
+/// starts at a multiple of `opts.tile_batch` (batches of tiles are computed alike).
+pub fn predict_partial(
     net: &PlainConvUNet,
-    padded: &Array3<f32>,
+    padded: (&Array3<f32>, [usize; 3]),
     sw: &SlidingWindow,
     range: std::ops::Range<usize>,
     opts: PredictOptions,
-    num_classes: usize,
     device: &Device,
-) -> Result<Accumulator, PredictError> {
-    let mut acc = Accumulator::new(num_classes, sw.padded_shape);
+) -> Result<Partial, PredictError> {
+    let num_classes = net.num_classes();
+    let (origin, shape) = sw.tile_box(range.clone());
+    let mut acc = Partial::new(num_classes, origin, shape);
+    let g = integer_gaussian(sw.patch);
     for_each_tile(net, padded, sw, range, opts, num_classes, device, |t, v| {
-        acc.add(t, v, &sw.gaussian)
+        acc.add(t, v, &g)
+            .map_err(|e| PredictError(e.to_string()))
     })?;
     Ok(acc)
 }
@@ -228,15 +286,23 @@ pub fn predict_logits(
     let sw = SlidingWindow::new(shape, patch, opts.step);
     let padded = sw.pad_image(data);
     let all = 0..sw.tiles.len();
+    let boxed = (&padded, [0; 3]);
     let logits = match opts.accumulation {
+        Accumulation::Fixed => predict_partial(net, boxed, &sw, all, opts, device)?.finish(),
         Accumulation::F32 => {
-            predict_tiles(net, &padded, &sw, all, opts, num_classes, device)?.finish()
+            let mut acc = Accumulator::new(num_classes, sw.padded_shape);
+            for_each_tile(net, boxed, &sw, all, opts, num_classes, device, |t, v| {
+                acc.add(t, v, &sw.gaussian);
+                Ok(())
+            })?;
+            acc.finish()
         }
         Accumulation::F16 => {
             let g = gaussian_scaled(patch, 1.0 / 8.0, 10.0);
             let mut acc = Accumulator16::new(num_classes, sw.padded_shape);
-            for_each_tile(net, &padded, &sw, all, opts, num_classes, device, |t, v| {
-                acc.add(t, v, &g)
+            for_each_tile(net, boxed, &sw, all, opts, num_classes, device, |t, v| {
+                acc.add(t, v, &g);
+                Ok(())
             })?;
             acc.finish()
         }

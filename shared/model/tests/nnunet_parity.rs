@@ -203,12 +203,17 @@ fn float16_accumulation_reproduces_nnunet() {
 }
 
 #[test]
-fn float32_accumulation_stays_close_to_nnunet() {
-    for case in ["case_010", "case_011"] {
+fn float32_and_exact_accumulation_stay_close_to_nnunet() {
+    for (case, acc) in [
+        ("case_010", Accumulation::F32),
+        ("case_011", Accumulation::F32),
+        ("case_010", Accumulation::Fixed),
+        ("case_011", Accumulation::Fixed),
+    ] {
         for mirror in [true, false] {
-            let c = compare(case, mirror, Accumulation::F32);
+            let c = compare(case, mirror, acc);
             eprintln!(
-                "f32 {case} mirror={mirror}: max {} p99.99 {} seg {}",
+                "{acc:?} {case} mirror={mirror}: max {} p99.99 {} seg {}",
                 c.max_abs, c.p9999, c.seg_equal
             );
             assert!(

@@ -50,11 +50,51 @@ mod defaults {
     }
 }
 
-/// Predict one case with one model.
+/// Predict one case with one model: the whole prediction, or one part of a fanned-out one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InferJob {
     pub case: String,
     pub model: String,
+    /// Digest of the model's plan: its preprocessed case is `preprocessed/<plan>/<case>/`
+    /// (absent in messages of earlier builds: the stage derives it from the model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// One part (a range of tiles) of a prediction split over several jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
+}
+
+impl InferJob {
+    pub fn new(case: &str, model: &str, plan: Option<String>) -> Self {
+        Self {
+            case: case.to_string(),
+            model: model.to_string(),
+            plan,
+            part: None,
+        }
+    }
+}
+
+/// Part `index` of `count`: tiles `start..end` of the prediction's sliding window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub index: usize,
+    pub count: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Add the parts of a fanned-out prediction, export it, and go on as a whole prediction would.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatherJob {
+    pub case: String,
+    pub model: String,
+    pub plan: String,
+    /// Every part, in the order they are added.
+    pub parts: Vec<Part>,
+    /// Times this gather found parts missing and re-queued itself.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// Score one prediction (a model's or an ensemble's) of one case against its annotations.
@@ -84,6 +124,7 @@ pub struct MergeJob {}
 pub enum Job {
     Train(TrainJob),
     Infer(InferJob),
+    Gather(GatherJob),
     Ensemble(EnsembleJob),
     Metrics(MetricsJob),
     Merge(MergeJob),

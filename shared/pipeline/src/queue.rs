@@ -31,6 +31,9 @@ pub struct Delivery {
 pub trait JobQueue: Send + Sync {
     fn name(&self) -> &str;
     fn send(&self, body: &str) -> Result<String, QueueOpError>;
+    /// Sends a message that becomes visible after `delay` (SQS `DelaySeconds`, at most 15
+    /// minutes): a job that came too early waits without holding a worker.
+    fn send_delayed(&self, body: &str, delay: Duration) -> Result<String, QueueOpError>;
     /// Up to `max` visible messages, hidden for `visibility` afterwards.
     fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, QueueOpError>;
     /// Acknowledges a delivery: the message is gone.
@@ -129,6 +132,18 @@ impl MemQueue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// When the earliest message that is not visible now becomes visible (a delayed send or a
+    /// visibility timeout), so an idle runner knows how long to wait.
+    pub fn next_visible(&self) -> Option<Instant> {
+        let now = self.clock.now();
+        self.lock()
+            .messages
+            .iter()
+            .map(|m| m.visible_at)
+            .filter(|t| *t > now)
+            .min()
+    }
+
     /// Bodies currently held (visible or not), oldest first; for tests and status output.
     pub fn bodies(&self) -> Vec<String> {
         self.lock()
@@ -145,7 +160,11 @@ impl JobQueue for MemQueue {
     }
 
     fn send(&self, body: &str) -> Result<String, QueueOpError> {
-        let now = self.clock.now();
+        self.send_delayed(body, Duration::ZERO)
+    }
+
+    fn send_delayed(&self, body: &str, delay: Duration) -> Result<String, QueueOpError> {
+        let now = self.clock.now() + delay;
         let mut s = self.lock();
         s.next_id += 1;
         let id = format!("{}-{:08}", self.name, s.next_id);

@@ -61,16 +61,19 @@ pub fn metrics(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(), 
     }
 }
 
-/// fn-infer: one case with one model (`InferJob`).
+/// fn-infer: one case with one model, or one part of it (`InferJob`), and the gather of a
+/// fanned-out prediction (`GatherJob`).
 #[cfg(feature = "infer")]
 pub fn infer(
     body: &str,
     store: &dyn ObjectStore,
     out: Outputs,
     device: &burn::tensor::Device,
+    settings: &crate::infer::InferSettings,
 ) -> Result<(), StageError> {
     match job(body)? {
-        Job::Infer(j) => crate::infer::handle_infer(&j, store, out.metrics, out.aggregate, device),
+        Job::Infer(j) => crate::infer::handle_infer(&j, store, out, device, settings),
+        Job::Gather(j) => crate::infer::handle_gather(&j, store, out, settings),
         other => Err(unexpected("infer", &other)),
     }
 }
@@ -81,6 +84,7 @@ pub fn labels(body: &str) -> (Option<String>, Option<String>) {
     if let Ok(job) = Job::from_json(body) {
         return match job {
             Job::Infer(j) => (Some(j.case), Some(j.model)),
+            Job::Gather(j) => (Some(j.case), Some(j.model)),
             Job::Ensemble(j) => (Some(j.case), None),
             Job::Metrics(j) => (Some(j.case), Some(j.name)),
             Job::Train(j) => (None, Some(j.model_id())),
@@ -111,10 +115,7 @@ mod tests {
 
     #[test]
     fn labels_name_the_case_and_model() {
-        let infer = Job::Infer(InferJob {
-            case: "c1".into(),
-            model: "anno1_init1_foldall".into(),
-        });
+        let infer = Job::Infer(InferJob::new("c1", "anno1_init1_foldall", None));
         assert_eq!(
             labels(&infer.to_json()),
             (Some("c1".into()), Some("anno1_init1_foldall".into()))

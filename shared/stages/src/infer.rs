@@ -1,49 +1,561 @@
 //! Infer: one case with one model as nnU-Net predicts it (sliding window, mirroring over the
 //! model's allowed axes unless switched off, export: logits resampled to the image grid, softmax),
-//! written as f32 probability maps, `prediction.json` and labels under
+//! written as f32 probability maps, `prediction.json`, `run.json` and labels under
 //! `predictions/<model>/<case>/`, then a `MetricsJob` for it and, once every registered model has
 //! predicted the case, an `EnsembleJob`. A complete prediction is not computed again.
+//!
+//! The network reads the case preprocessed once for the model's plan (`preprocessed`). When the
+//! estimated compute exceeds the time budget, the job fans out: one `InferJob` per part (a range
+//! of tiles; each writes its exact integer sums to `partials/`), and a `GatherJob` that adds the
+//! parts in index order, exports and goes on as above. Integer sums make the result bit-identical
+//! to one process; a duplicated part rewrites the same bytes; a gather that finds parts missing
+//! re-queues itself with a delay and, after a while, re-sends the missing parts.
 
 use crate::StageError;
+use crate::dispatch::Outputs;
 use crate::ingest::registered_models;
+use crate::memory::{peak_rss_bytes, reset_peak};
 use crate::predictions;
+use crate::preprocessed::{self, ModelPlan, PreprocessedCase, get, read_rows};
 use burn::tensor::Device;
-use statapp_model::checkpoint::{MODEL_JSON, load_weights};
-use statapp_model::infer::predict_case;
+use ndarray::{Array4, s};
+use serde::{Deserialize, Serialize};
+use statapp_model::checkpoint::load_weights;
+use statapp_model::export::RowExport;
+use statapp_model::infer::export_logits;
 use statapp_model::outputs::{PredictionRecord, encode_prediction};
-use statapp_model::predict::PredictOptions;
-use statapp_nnunet::model_dir::{Mirroring, parse_info};
-use statapp_nnunet::plans_file::Plans;
-use statapp_pipeline::jobs::{EnsembleJob, InferJob, Job, MetricsJob};
-use statapp_pipeline::{JobQueue, Key, ObjectStore};
+use statapp_model::predict::{PredictOptions, SlidingWindow, predict_partial};
+use statapp_model::unet::PlainConvUNet;
+use statapp_nnunet::cost::{LAMBDA_USD_PER_GB_S, LAMBDA_USD_PER_REQUEST, split, tile_flops};
+use statapp_nnunet::model_dir::Mirroring;
+use statapp_nnunet::partial::Partial;
+use statapp_pipeline::jobs::{EnsembleJob, GatherJob, InferJob, Job, MetricsJob, Part};
+use statapp_pipeline::{Key, ObjectStore};
 use statapp_volume::{ReadOptions, read_nifti_bytes};
+use std::cell::RefCell;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 fn input(e: impl std::fmt::Display) -> StageError {
     StageError::Input(e.to_string())
 }
 
+/// How the infer function runs, from its environment (`STATAPP_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct InferSettings {
+    /// `STATAPP_MIRRORING`: `model` (default), `on`, `off`.
+    pub mirroring: Mirroring,
+    /// `STATAPP_INFER_BUDGET_S`: estimated seconds one job may compute before the prediction
+    /// fans out (default 600, well inside Lambda's 900).
+    pub budget_s: f64,
+    /// `STATAPP_INFER_GFLOPS`: sustained GFLOP/s of one function, for the estimate.
+    pub gflops: f64,
+    /// `STATAPP_GATHER_DELAY_S`: how long a gather that found parts missing waits (default 30).
+    pub gather_delay: Duration,
+    /// `STATAPP_GATHER_RESEND`: every this many waits, missing parts are sent again (default 20).
+    pub resend_every: u32,
+    /// `STATAPP_GATHER_ATTEMPTS`: waits before a gather fails (default 200).
+    pub max_attempts: u32,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (MB), for GB-seconds; 10240 where it is not set.
+    pub memory_mb: f64,
+}
+
+/// One function of 10,240 MB (6 vCPUs) sustains about this much on the U-Net (this machine's two
+/// cores: 41 GFLOP/s, `statapp bench tile`); an underestimate only makes more parts.
+pub const DEFAULT_GFLOPS: f64 = 40.0;
+
+impl Default for InferSettings {
+    fn default() -> Self {
+        Self {
+            mirroring: Mirroring::Model,
+            budget_s: 600.0,
+            gflops: DEFAULT_GFLOPS,
+            gather_delay: Duration::from_secs(30),
+            resend_every: 20,
+            max_attempts: 200,
+            memory_mb: 10240.0,
+        }
+    }
+}
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> Result<T, StageError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name).as_deref() {
+        Err(_) | Ok("") => Ok(default),
+        Ok(v) => v
+            .parse()
+            .map_err(|e| StageError::Input(format!("{name}={v:?}: {e}"))),
+    }
+}
+
+impl InferSettings {
+    pub fn from_env() -> Result<Self, StageError> {
+        let d = Self::default();
+        Ok(Self {
+            mirroring: env("STATAPP_MIRRORING", d.mirroring)?,
+            budget_s: env("STATAPP_INFER_BUDGET_S", d.budget_s)?,
+            gflops: env("STATAPP_INFER_GFLOPS", d.gflops)?,
+            gather_delay: Duration::from_secs_f64(env("STATAPP_GATHER_DELAY_S", 30.0)?),
+            resend_every: env("STATAPP_GATHER_RESEND", d.resend_every)?.max(1),
+            max_attempts: env("STATAPP_GATHER_ATTEMPTS", d.max_attempts)?,
+            memory_mb: env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", d.memory_mb)?,
+        })
+    }
+}
+
+thread_local! {
+    /// Networks of recent jobs (a warm function predicts many cases with one model), keyed by
+    /// model id and the bytes of its `model.json`, which every (re-)registration rewrites last.
+    /// The checkpoint's scratch copy lives as long as the entry: burn reads weights lazily.
+    static NETS: RefCell<Vec<CachedNet>> = const { RefCell::new(Vec::new()) };
+}
+const CACHED_NETS: usize = 2;
+
+struct CachedNet {
+    model: String,
+    info: Vec<u8>,
+    net: PlainConvUNet,
+    _scratch: tempfile::TempDir,
+}
+
+fn network(
+    store: &dyn ObjectStore,
+    plan: &ModelPlan,
+    device: &Device,
+) -> Result<PlainConvUNet, StageError> {
+    let model = &plan.model;
+    let info_bytes = get(store, &format!("models/{model}/model.json"))?;
+    let hit = NETS.with_borrow(|nets| {
+        nets.iter()
+            .find(|n| n.model == *model && n.info == info_bytes)
+            .map(|n| n.net.clone())
+    });
+    if let Some(net) = hit {
+        return Ok(net);
+    }
+    let checkpoint = plan.info.prediction_checkpoint().to_string();
+    // keep the checkpoint's file name: its extension says which format it is
+    let name = Path::new(&checkpoint)
+        .file_name()
+        .ok_or_else(|| StageError::Input(format!("model {model}: checkpoint {checkpoint:?}")))?;
+    let scratch = tempfile::tempdir()?;
+    let local = scratch.path().join(name);
+    std::fs::write(&local, get(store, &format!("models/{model}/{checkpoint}"))?)?;
+    let net = load_weights(&plan.info.network, &local, device).map_err(input)?;
+    NETS.with_borrow_mut(|nets| {
+        nets.retain(|n| n.model != *model);
+        if nets.len() >= CACHED_NETS {
+            nets.remove(0);
+        }
+        nets.push(CachedNet {
+            model: model.clone(),
+            info: info_bytes,
+            net: net.clone(),
+            _scratch: scratch,
+        });
+    });
+    Ok(net)
+}
+
+/// Everything a part or the gather needs about one (case, model) prediction.
+struct Setup {
+    plan: ModelPlan,
+    pre: PreprocessedCase,
+    sw: SlidingWindow,
+    opts: PredictOptions,
+}
+
+fn setup(
+    store: &dyn ObjectStore,
+    case: &str,
+    model: &str,
+    settings: &InferSettings,
+) -> Result<Setup, StageError> {
+    let plan = preprocessed::model_plan(store, model)?;
+    let pre = preprocessed::ensure(store, case, &plan)?;
+    let patch = plan.configuration()?.patch_size;
+    let opts = PredictOptions::default().mirror(&plan.info.mirror_axes(settings.mirroring));
+    let sw = SlidingWindow::new(pre.shape, patch, opts.step);
+    Ok(Setup {
+        plan,
+        pre,
+        sw,
+        opts,
+    })
+}
+
+impl Setup {
+    fn seconds_per_tile(&self, settings: &InferSettings) -> f64 {
+        let views = 1usize << self.opts.mirrored().len();
+        tile_flops(&self.plan.info.network, self.sw.patch) * views as f64
+            / (settings.gflops * 1e9)
+    }
+
+    fn parts(&self, settings: &InferSettings) -> Vec<Part> {
+        let ranges = split(
+            self.sw.tiles.len(),
+            self.seconds_per_tile(settings),
+            settings.budget_s,
+            self.opts.tile_batch,
+        );
+        let count = ranges.len();
+        ranges
+            .into_iter()
+            .enumerate()
+            .map(|(index, (start, end))| Part {
+                index,
+                count,
+                start,
+                end,
+            })
+            .collect()
+    }
+
+    fn partial_key(&self, case: &str, part: &Part, ext: &str) -> Result<Key, StageError> {
+        Ok(Key::new(format!(
+            "partials/{}/{case}/{}/{}-{:05}.{ext}",
+            self.plan.model, self.plan.digest, part.count, part.index
+        ))?)
+    }
+
+    /// The exact sums of the part's tiles, from the image rows under them only.
+    fn predict_part(
+        &self,
+        store: &dyn ObjectStore,
+        net: &PlainConvUNet,
+        part: &Part,
+        device: &Device,
+    ) -> Result<Partial, StageError> {
+        let range = part.start..part.end;
+        let (origin, shape) = self.sw.tile_box(range.clone());
+        let pad = self.sw.pad[0].0;
+        let z0 = origin[0].saturating_sub(pad);
+        let rows = read_rows(store, &self.pre, z0, (origin[0] + shape[0]).saturating_sub(pad))?;
+        let boxed = self.sw.pad_box(rows.view(), z0, origin, shape);
+        predict_partial(net, (&boxed, origin), &self.sw, range, self.opts, device).map_err(input)
+    }
+}
+
+/// What one part cost, as written beside its sums and collected in `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartRun {
+    pub index: usize,
+    pub tiles: [usize; 2],
+    pub seconds: f64,
+    pub peak_rss_bytes: Option<u64>,
+}
+
 pub fn handle_infer(
     job: &InferJob,
     store: &dyn ObjectStore,
-    metrics: &dyn JobQueue,
-    aggregate: &dyn JobQueue,
+    out: Outputs,
     device: &Device,
+    settings: &InferSettings,
 ) -> Result<(), StageError> {
     let (case, model) = (&job.case, &job.model);
     let prefix = format!("predictions/{model}");
-    let row = Key::new(format!("metrics/rows/{case}/{model}.csv"))?;
-    let predicted = predictions::complete(store, &prefix, case)?;
-    if !predicted {
-        predict(store, case, model, &prefix, device)?;
+    if predictions::complete(store, &prefix, case)? {
+        return follow_up(store, case, model, true, out);
     }
+    reset_peak();
+    let started = Instant::now();
+    let su = setup(store, case, model, settings)?;
+    if let Some(plan) = &job.plan
+        && *plan != su.plan.digest
+    {
+        tracing::warn!(case, model, job_plan = %plan, plan = %su.plan.digest, "the model's plan changed since the job was sent; using the current one");
+    }
+    if let Some(part) = &job.part {
+        return run_part(store, &su, case, part, device, started);
+    }
+    let parts = su.parts(settings);
+    if parts.len() > 1 {
+        for p in &parts {
+            let mut part_job = InferJob::new(case, model, Some(su.plan.digest.clone()));
+            part_job.part = Some(*p);
+            out.infer.send(&Job::Infer(part_job).to_json())?;
+        }
+        let gather = GatherJob {
+            case: case.clone(),
+            model: model.clone(),
+            plan: su.plan.digest.clone(),
+            parts,
+            attempt: 0,
+        };
+        out.infer.send(&Job::Gather(gather).to_json())?;
+        tracing::info!(case, model, tiles = su.sw.tiles.len(), "prediction fanned out");
+        return Ok(());
+    }
+    let net = network(store, &su.plan, device)?;
+    let part = parts[0];
+    let sums = su.predict_part(store, &net, &part, device)?;
+    let run = PartRun {
+        index: 0,
+        tiles: [part.start, part.end],
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: peak_rss_bytes(),
+    };
+    let mut load = |_: &Part| Ok(std::borrow::Cow::Borrowed(&sums));
+    gather_export(store, &su, case, &parts, &mut load, vec![run], settings)?;
+    follow_up(store, case, model, false, out)
+}
+
+fn run_part(
+    store: &dyn ObjectStore,
+    su: &Setup,
+    case: &str,
+    part: &Part,
+    device: &Device,
+    started: Instant,
+) -> Result<(), StageError> {
+    let sums_key = su.partial_key(case, part, "sums")?;
+    if store.exists(&sums_key)? {
+        return Ok(());
+    }
+    let net = network(store, &su.plan, device)?;
+    let sums = su.predict_part(store, &net, part, device)?;
+    let run = PartRun {
+        index: part.index,
+        tiles: [part.start, part.end],
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: peak_rss_bytes(),
+    };
+    let json = serde_json::to_vec(&run).map_err(input)?;
+    store.put(&su.partial_key(case, part, "json")?, &json)?;
+    // the sums last: their presence means the part is done
+    store.put(&sums_key, &sums.encode())?;
+    tracing::info!(case, model = %su.plan.model, part = part.index, of = part.count, "part written");
+    Ok(())
+}
+
+/// Rows of the padded grid summed at a time by the gather.
+const GATHER_ROWS: usize = 32;
+
+type Loader<'a> = dyn FnMut(&Part) -> Result<std::borrow::Cow<'a, Partial>, StageError> + 'a;
+
+/// Adds the parts in order, a block of `GATHER_ROWS` padded rows at a time (only the parts
+/// whose tiles reach into the block are loaded), hands the weighted mean logits of each block's
+/// image rows to `rows`.
+fn sum_parts(
+    su: &Setup,
+    parts: &[Part],
+    load: &mut Loader<'_>,
+    rows: &mut dyn FnMut(Array4<f32>) -> Result<(), StageError>,
+) -> Result<(), StageError> {
+    let classes = su.plan.info.network.num_classes;
+    let [pz, py, px] = su.sw.padded_shape;
+    let [z, y, x] = su.sw.image_shape;
+    let [a, b, c] = su.sw.pad.map(|p| p.0);
+    for z0 in (a..a + z).step_by(GATHER_ROWS) {
+        let z1 = (z0 + GATHER_ROWS).min(a + z).min(pz);
+        let mut block = Partial::new(classes, [z0, 0, 0], [z1 - z0, py, px]);
+        for p in parts {
+            let (origin, shape) = su.sw.tile_box(p.start..p.end);
+            if origin[0] < z1 && origin[0] + shape[0] > z0 {
+                load(p)?.add_into(&mut block);
+            }
+        }
+        rows(block.finish().slice(s![.., .., b..b + y, c..c + x]).to_owned())?;
+    }
+    Ok(())
+}
+
+/// Sums the parts, exports the prediction on the image's grid (row block by row block where
+/// rows map onto image rows, else whole) and writes its files, `run.json` before the
+/// segmentation that completes it.
+fn gather_export(
+    store: &dyn ObjectStore,
+    su: &Setup,
+    case: &str,
+    parts: &[Part],
+    load: &mut Loader<'_>,
+    runs: Vec<PartRun>,
+    settings: &InferSettings,
+) -> Result<(), StageError> {
+    let started = Instant::now();
+    let config = su.plan.configuration()?;
+    let info = &su.plan.info;
+    let image_key = format!("cases/{case}/image.nii.gz");
+    let geometry = read_nifti_bytes(
+        Path::new(&image_key),
+        &get(store, &image_key)?,
+        &ReadOptions::default(),
+    )
+    .map_err(input)?
+    .geometry;
+    let record = PredictionRecord::new(info, info.prediction_checkpoint(), &su.plan.plans_bytes, &su.opts);
+    let props = &su.pre.properties;
+    let mut files = if RowExport::supported(&su.plan.plans, props, su.pre.shape) {
+        let mut ex = RowExport::new(info, config, props, &geometry, su.opts.accumulation)
+            .map_err(input)?;
+        sum_parts(su, parts, load, &mut |l| ex.push(l.view()).map_err(input))?;
+        ex.finish(&record).map_err(input)?
+    } else {
+        let mut blocks = Vec::new();
+        sum_parts(su, parts, load, &mut |l| {
+            blocks.push(l);
+            Ok(())
+        })?;
+        let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
+        let logits = ndarray::concatenate(ndarray::Axis(1), &views).map_err(input)?;
+        drop(blocks);
+        let pred = export_logits(&logits, &su.plan.plans, config, props, su.opts.accumulation)
+            .map_err(input)?;
+        encode_prediction(info, pred, &geometry, &record).map_err(input)?
+    };
+    let run = RunRecord::new(su, runs, started, settings);
+    let json = serde_json::to_vec_pretty(&run).map_err(input)?;
+    files.insert(files.len() - 1, ("run.json".to_string(), json));
+    let prefix = format!("predictions/{}", su.plan.model);
+    for (file, bytes) in files {
+        store.put(&predictions::key(&prefix, case, &file)?, &bytes)?;
+    }
+    tracing::info!(case, model = %su.plan.model, parts = run.parts.len(), "prediction written");
+    Ok(())
+}
+
+/// `run.json`: what a prediction cost (times and peaks are measurements; dollars follow the
+/// Lambda arm64 price table of `statapp_nnunet::cost`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub tiles: usize,
+    pub views_per_tile: usize,
+    pub plan: String,
+    pub parts: Vec<PartRun>,
+    pub gather_seconds: f64,
+    pub gather_peak_rss_bytes: Option<u64>,
+    pub function_memory_mb: f64,
+    pub gb_seconds: f64,
+    pub usd: f64,
+    pub price_usd_per_gb_s: f64,
+    pub price_usd_per_request: f64,
+}
+
+impl RunRecord {
+    fn new(
+        su: &Setup,
+        parts: Vec<PartRun>,
+        gather_started: Instant,
+        settings: &InferSettings,
+    ) -> Self {
+        let gather_seconds = gather_started.elapsed().as_secs_f64();
+        let seconds: f64 = parts.iter().map(|p| p.seconds).sum::<f64>() + gather_seconds;
+        let gb_seconds = seconds * settings.memory_mb / 1024.0;
+        let requests = if parts.len() > 1 { parts.len() + 2 } else { 1 };
+        Self {
+            tiles: su.sw.tiles.len(),
+            views_per_tile: 1 << su.opts.mirrored().len(),
+            plan: su.plan.digest.clone(),
+            parts,
+            gather_seconds,
+            gather_peak_rss_bytes: peak_rss_bytes(),
+            function_memory_mb: settings.memory_mb,
+            gb_seconds,
+            usd: gb_seconds * LAMBDA_USD_PER_GB_S + requests as f64 * LAMBDA_USD_PER_REQUEST,
+            price_usd_per_gb_s: LAMBDA_USD_PER_GB_S,
+            price_usd_per_request: LAMBDA_USD_PER_REQUEST,
+        }
+    }
+}
+
+pub fn handle_gather(
+    job: &GatherJob,
+    store: &dyn ObjectStore,
+    out: Outputs,
+    settings: &InferSettings,
+) -> Result<(), StageError> {
+    let (case, model) = (&job.case, &job.model);
+    if predictions::complete(store, &format!("predictions/{model}"), case)? {
+        return follow_up(store, case, model, true, out);
+    }
+    reset_peak();
+    let su = setup(store, case, model, settings)?;
+    let mut missing = Vec::new();
+    for p in &job.parts {
+        if !store.exists(&su.partial_key(case, p, "sums")?)? {
+            missing.push(*p);
+        }
+    }
+    if !missing.is_empty() {
+        return wait_for_parts(job, &missing, out, settings);
+    }
+    let mut runs = Vec::new();
+    for p in &job.parts {
+        let bytes = get(store, su.partial_key(case, p, "json")?.as_str())?;
+        runs.push(serde_json::from_slice::<PartRun>(&bytes).map_err(input)?);
+    }
+    let mut load = |p: &Part| {
+        let key = su.partial_key(case, p, "sums")?;
+        Partial::decode(&get(store, key.as_str())?)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| StageError::Input(format!("{key}: {e}")))
+    };
+    gather_export(store, &su, case, &job.parts, &mut load, runs, settings)?;
+    // the parts are this function's own scratch: gone once the prediction is whole
+    for p in &job.parts {
+        store.delete(&su.partial_key(case, p, "sums")?)?;
+        store.delete(&su.partial_key(case, p, "json")?)?;
+    }
+    follow_up(store, case, model, false, out)
+}
+
+/// Re-queues the gather with a delay; every `resend_every` waits the missing parts are sent again
+/// (a part whose message was lost or dead-lettered is recomputed).
+fn wait_for_parts(
+    job: &GatherJob,
+    missing: &[Part],
+    out: Outputs,
+    settings: &InferSettings,
+) -> Result<(), StageError> {
+    if job.attempt >= settings.max_attempts {
+        return Err(StageError::Input(format!(
+            "case {}, model {}: {} of {} parts still missing after {} waits",
+            job.case,
+            job.model,
+            missing.len(),
+            job.parts.len(),
+            job.attempt
+        )));
+    }
+    let attempt = job.attempt + 1;
+    if attempt % settings.resend_every == 0 {
+        for p in missing {
+            let mut part_job = InferJob::new(&job.case, &job.model, Some(job.plan.clone()));
+            part_job.part = Some(*p);
+            out.infer.send(&Job::Infer(part_job).to_json())?;
+        }
+        tracing::warn!(case = %job.case, model = %job.model, missing = missing.len(), "parts sent again");
+    }
+    let again = GatherJob {
+        attempt,
+        ..job.clone()
+    };
+    out.infer
+        .send_delayed(&Job::Gather(again).to_json(), settings.gather_delay)?;
+    tracing::info!(case = %job.case, model = %job.model, missing = missing.len(), attempt, "gather waits for parts");
+    Ok(())
+}
+
+/// After a prediction: its metrics job (unless its row is there) and, once every registered
+/// model has predicted the case, the ensemble job.
+fn follow_up(
+    store: &dyn ObjectStore,
+    case: &str,
+    model: &str,
+    was_complete: bool,
+    out: Outputs,
+) -> Result<(), StageError> {
+    let prefix = format!("predictions/{model}");
+    let row = Key::new(format!("metrics/rows/{case}/{model}.csv"))?;
     // a duplicate of a job whose row is there sends no metrics job, but still checks the ensemble
     // below: the first delivery may have died between the row and the `EnsembleJob`
-    if !(predicted && store.exists(&row)?) {
-        metrics.send(
+    if !(was_complete && store.exists(&row)?) {
+        out.metrics.send(
             &Job::Metrics(MetricsJob {
-                case: case.clone(),
-                name: model.clone(),
+                case: case.to_string(),
+                name: model.to_string(),
                 source: prefix,
             })
             .to_json(),
@@ -55,65 +567,12 @@ pub fn handle_infer(
         all &= predictions::complete(store, &format!("predictions/{m}"), case)?;
     }
     if all && models.len() >= 2 {
-        aggregate.send(&Job::Ensemble(EnsembleJob { case: case.clone() }).to_json())?;
+        out.aggregate.send(
+            &Job::Ensemble(EnsembleJob {
+                case: case.to_string(),
+            })
+            .to_json(),
+        )?;
     }
-    Ok(())
-}
-
-fn get(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>, StageError> {
-    let k = Key::new(key)?;
-    store
-        .get(&k)?
-        .ok_or_else(|| StageError::Input(format!("{k}: missing")))
-}
-
-/// Mirroring for this run: `STATAPP_MIRRORING` (`model`, the default, `on` or `off`).
-fn mirroring() -> Result<Mirroring, StageError> {
-    match std::env::var("STATAPP_MIRRORING").as_deref() {
-        Err(_) | Ok("") => Ok(Mirroring::Model),
-        Ok(v) => v
-            .parse()
-            .map_err(|e| StageError::Input(format!("STATAPP_MIRRORING: {e}"))),
-    }
-}
-
-fn predict(
-    store: &dyn ObjectStore,
-    case: &str,
-    model: &str,
-    prefix: &str,
-    device: &Device,
-) -> Result<(), StageError> {
-    let scratch = tempfile::tempdir()?;
-    let dir = scratch.path();
-    let info_key = format!("models/{model}/{MODEL_JSON}");
-    let info = parse_info(Path::new(&info_key), &get(store, &info_key)?).map_err(input)?;
-    let plans_bytes = get(store, &format!("models/{model}/plans.json"))?;
-    let checkpoint = info.prediction_checkpoint().to_string();
-    // keep the checkpoint's file name: its extension says which format it is
-    let name = Path::new(&checkpoint)
-        .file_name()
-        .ok_or_else(|| StageError::Input(format!("model {model}: checkpoint {checkpoint:?}")))?;
-    let local = dir.join(name);
-    std::fs::write(&local, get(store, &format!("models/{model}/{checkpoint}"))?)?;
-    let plans_json = serde_json::from_slice(&plans_bytes).map_err(input)?;
-    let plans = Plans::from_json(&plans_json).map_err(input)?;
-    let config = plans.configuration(&info.configuration).map_err(input)?;
-    let net = load_weights(&info.network, &local, device).map_err(input)?;
-    let image_key = format!("cases/{case}/image.nii.gz");
-    let image = read_nifti_bytes(
-        Path::new(&image_key),
-        &get(store, &image_key)?,
-        &ReadOptions::default(),
-    )
-    .map_err(input)?
-    .into_f32();
-    let opts = PredictOptions::default().mirror(&info.mirror_axes(mirroring()?));
-    let out = predict_case(&net, &plans, config, &image, opts, device).map_err(input)?;
-    let record = PredictionRecord::new(&info, &checkpoint, &plans_bytes, &opts);
-    for (file, bytes) in encode_prediction(&info, out, image.geometry(), &record).map_err(input)? {
-        store.put(&predictions::key(prefix, case, &file)?, &bytes)?;
-    }
-    tracing::info!(case, model, mirroring = ?record.mirroring_axes, "prediction written");
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 use crate::StageError;
 use statapp_pipeline::events::parse_object_created;
+use crate::preprocessed;
 use statapp_pipeline::jobs::{InferJob, Job};
 use statapp_pipeline::{JobQueue, Key, ObjectStore};
 use statapp_volume::{ReadOptions, read_nifti_bytes};
@@ -199,11 +200,8 @@ pub fn handle_object(
     }
     store.delete(&error_key(case)?)?;
     let models = registered_models(store)?;
-    for model in &models {
-        let job = Job::Infer(InferJob {
-            case: case.to_string(),
-            model: model.clone(),
-        });
+    for (model, plan) in preprocess_once(store, case, &models)? {
+        let job = Job::Infer(InferJob::new(case, &model, plan));
         infer.send(&job.to_json())?;
     }
     // written last: a crash before it makes a redelivery do everything again
@@ -229,11 +227,16 @@ fn schedule_model(
             (s.len() == 3 && s[2] == "image.nii.gz").then(|| s[1].to_string())
         })
         .collect();
+    // the model's plan may be new: its infer jobs preprocess the cases they need
+    let plan = match preprocessed::model_plan(store, model) {
+        Ok(p) => Some(p.digest),
+        Err(e) => {
+            tracing::warn!(model, error = %e, "model plan unreadable; its infer jobs will say why");
+            None
+        }
+    };
     for case in &cases {
-        let job = Job::Infer(InferJob {
-            case: case.clone(),
-            model: model.to_string(),
-        });
+        let job = Job::Infer(InferJob::new(case, model, plan.clone()));
         infer.send(&job.to_json())?;
     }
     tracing::info!(model, cases = cases.len(), "model registered");
@@ -241,6 +244,34 @@ fn schedule_model(
         model: model.to_string(),
         infer_jobs: cases.len(),
     })
+}
+
+/// Preprocesses the case once per distinct plan of `models` (`preprocessed/<plan>/<case>/`) and
+/// pairs each model with its plan digest. A model whose plan cannot be read gets no digest: its
+/// infer job reports the problem, the other models go on.
+fn preprocess_once(
+    store: &dyn ObjectStore,
+    case: &str,
+    models: &[String],
+) -> Result<Vec<(String, Option<String>)>, StageError> {
+    let mut done: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for model in models {
+        let plan = match preprocessed::model_plan(store, model) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(case, model, error = %e, "model plan unreadable");
+                out.push((model.clone(), None));
+                continue;
+            }
+        };
+        if !done.contains(&plan.digest) {
+            preprocessed::ensure(store, case, &plan)?;
+            done.push(plan.digest.clone());
+        }
+        out.push((model.clone(), Some(plan.digest)));
+    }
+    Ok(out)
 }
 
 /// Deterministic gzip of an uncompressed `.nii` upload.

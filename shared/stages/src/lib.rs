@@ -10,8 +10,10 @@ pub mod infer;
 pub mod ingest;
 #[cfg(feature = "infer")]
 pub mod local;
+pub mod memory;
 mod nnunet_upload;
 pub mod predictions;
+pub mod preprocessed;
 pub mod score;
 
 /// Failure of one message; the message is left for redelivery (and, after the configured number

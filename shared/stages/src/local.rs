@@ -11,7 +11,7 @@ use statapp_pipeline::queue::{Clock, SystemClock};
 use statapp_pipeline::{DirStore, JobQueue, MemQueue};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Receives before a message goes to the dead-letter queue.
 pub const MAX_RECEIVES: u32 = 3;
@@ -35,6 +35,8 @@ pub struct LocalPipeline {
     pub metrics: Arc<MemQueue>,
     pub merge: Arc<MemQueue>,
     pub dead_letters: Arc<MemQueue>,
+    /// How the infer stage runs (budget, mirroring, gather delay).
+    pub settings: crate::infer::InferSettings,
 }
 
 /// Counts of a run.
@@ -66,6 +68,7 @@ impl LocalPipeline {
             metrics: queue("metrics"),
             merge: queue("merge"),
             dead_letters,
+            settings: crate::infer::InferSettings::from_env()?,
         })
     }
 
@@ -82,7 +85,7 @@ impl LocalPipeline {
         let (store, out) = (&self.store, self.outputs());
         match stage {
             Stage::Ingest => dispatch::preprocess(body, store, out),
-            Stage::Infer => dispatch::infer(body, store, out, device),
+            Stage::Infer => dispatch::infer(body, store, out, device, &self.settings),
             Stage::Aggregate | Stage::Merge => dispatch::aggregate(body, store, out),
             Stage::Metrics => dispatch::metrics(body, store, out),
         }
@@ -142,7 +145,12 @@ impl LocalPipeline {
                 break;
             }
             if !progressed {
-                return Ok(stats);
+                // delayed messages (a gather waiting for its parts): sleep until one is due
+                let queues = [&self.ingest, &self.infer, &self.aggregate, &self.metrics, &self.merge];
+                match queues.iter().filter_map(|q| q.next_visible()).min() {
+                    Some(t) => std::thread::sleep(t.saturating_duration_since(Instant::now())),
+                    None => return Ok(stats),
+                }
             }
         }
     }

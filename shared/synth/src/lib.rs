@@ -41,6 +41,9 @@ pub enum Size {
     Medium,
     /// 300 x 512 x 512: a full-resolution CT, for benchmarks.
     Large,
+    /// 950 x 512 x 512 at 1 mm slices: a full-size CURVAS CT (about 956 x 512 x 512), for the
+    /// memory and fan-out benchmarks.
+    XLarge,
 }
 
 impl Size {
@@ -50,6 +53,7 @@ impl Size {
             Size::Small => [64, 96, 96],
             Size::Medium => [128, 256, 256],
             Size::Large => [300, 512, 512],
+            Size::XLarge => [950, 512, 512],
         }
     }
 }
@@ -61,7 +65,10 @@ impl std::str::FromStr for Size {
             "small" => Ok(Size::Small),
             "medium" => Ok(Size::Medium),
             "large" => Ok(Size::Large),
-            other => Err(format!("unknown size {other:?} (small, medium or large)")),
+            "xlarge" => Ok(Size::XLarge),
+            other => Err(format!(
+                "unknown size {other:?} (small, medium, large or xlarge)"
+            )),
         }
     }
 }
@@ -99,7 +106,9 @@ pub fn generate(seed: u64, index: usize, size: Size) -> Phantom {
     let case_seed = noise::hash(seed, &[index as i64, 0x5EED]);
     let anatomy = anatomy::Anatomy::sample(case_seed);
     let mut rng = noise::Rng::new(case_seed ^ 0xA11CE);
-    let sz = rng.pick(&[1.5f32, 2.0, 2.5, 3.0, 5.0]);
+    let drawn_sz = rng.pick(&[1.5f32, 2.0, 2.5, 3.0, 5.0]);
+    // CURVAS CTs have 1 mm slices (a few 0.6 mm); the draw is kept so other sizes are unchanged
+    let sz = if size == Size::XLarge { 1.0 } else { drawn_sz };
     let s_xy = (rng.uniform(0.6, 0.9) * 1024.0).round() as f32 / 1024.0;
     let noise_hu = rng.uniform(8.0, 16.0) as f32;
     let shape = size.shape_zyx();

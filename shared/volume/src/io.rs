@@ -526,6 +526,72 @@ pub fn encode_nifti<T: Element>(volume: &Volume<T>, options: &WriteOptions, gzip
     out
 }
 
+/// A gzipped NIfTI-1 file written row block by row block along z (the file's slowest axis), so a
+/// volume never has to be whole in memory; the bytes equal `encode_nifti` of the whole volume.
+pub struct NiftiRowWriter<T: Element> {
+    enc: GzEncoder<Vec<u8>>,
+    shape: [usize; 3],
+    rows: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Element> std::fmt::Debug for NiftiRowWriter<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NiftiRowWriter")
+            .field("shape", &self.shape)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Element> NiftiRowWriter<T> {
+    pub fn new(geometry: &Geometry, options: &WriteOptions) -> Self {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::new(options.gzip_level.min(9)));
+        // writing into a Vec cannot fail
+        let _ = enc.write_all(&header_bytes::<T>(geometry, options.scaling));
+        let _ = enc.write_all(&[0u8; VOX_OFFSET - HEADER_SIZE]);
+        Self {
+            enc,
+            shape: geometry.shape_zyx(),
+            rows: 0,
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    /// Appends the next rows `(n, y, x)` of the volume.
+    pub fn write_rows(&mut self, rows: ndarray::ArrayView3<T>) -> Result<()> {
+        let (n, y, x) = rows.dim();
+        if [y, x] != [self.shape[1], self.shape[2]] || self.rows + n > self.shape[0] {
+            return Err(VolumeError::ShapeMismatch {
+                data: [self.rows + n, y, x],
+                geometry: self.shape,
+            });
+        }
+        let _ = match rows.as_slice() {
+            Some(s) => self.enc.write_all(bytemuck::cast_slice(s)),
+            None => rows
+                .iter()
+                .try_for_each(|v| self.enc.write_all(bytemuck::bytes_of(v))),
+        };
+        self.rows += n;
+        Ok(())
+    }
+
+    /// The file's bytes, once every row is written.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        if self.rows != self.shape[0] {
+            return Err(VolumeError::ShapeMismatch {
+                data: [self.rows, self.shape[1], self.shape[2]],
+                geometry: self.shape,
+            });
+        }
+        self.enc.finish().map_err(|e| VolumeError::Io {
+            path: PathBuf::from("<memory>"),
+            source: e,
+        })
+    }
+}
+
 fn encode<T: Element, W: Write>(
     w: &mut W,
     volume: &Volume<T>,
