@@ -93,7 +93,7 @@ pub enum Command {
 fn run_stage(stage: &str, bucket: &std::path::Path, case: &str, model: Option<&str>) -> Result<()> {
     use statapp_pipeline::jobs::{InferJob, Job, MetricsJob};
     use statapp_pipeline::queue::SystemClock;
-    use statapp_pipeline::{DirStore, Key, MemQueue};
+    use statapp_pipeline::{DirStore, JobQueue, Key, MemQueue};
     use statapp_stages::dispatch::{self, Outputs};
     let store = DirStore::open(bucket, "bench")?;
     let q = MemQueue::new("sink", std::sync::Arc::new(SystemClock));
@@ -111,9 +111,24 @@ fn run_stage(stage: &str, bucket: &std::path::Path, case: &str, model: Option<&s
             dispatch::preprocess(&event.to_string(), &store, out)?;
         }
         "infer" => {
+            // the job, then (when it fans out) its parts and gather, in this process: each
+            // handler call resets the peak, so run.json holds every part's own peak
             let job = Job::Infer(InferJob::new(case, model()?, None));
             let settings = statapp_stages::infer::InferSettings::from_env()?;
-            dispatch::infer(&job.to_json(), &store, out, &burn::tensor::Device::flex(), &settings)?;
+            let device = burn::tensor::Device::flex();
+            dispatch::infer(&job.to_json(), &store, out, &device, &settings)?;
+            loop {
+                let batch = q.receive(100, std::time::Duration::from_secs(3600))?;
+                if batch.is_empty() {
+                    break;
+                }
+                for d in batch {
+                    if matches!(Job::from_json(&d.body), Ok(Job::Infer(_) | Job::Gather(_))) {
+                        dispatch::infer(&d.body, &store, out, &device, &settings)?;
+                    }
+                    q.delete(&d.receipt)?;
+                }
+            }
         }
         _ => {
             let m = model()?;

@@ -97,7 +97,13 @@ pub fn run(args: Args) -> Result<()> {
         max_function_s: 900.0,
     };
     let options = estimate(&w, &a, args.workers);
-    let stage_parts = split(w.tiles(), w.seconds_per_tile(a.function_gflops), args.budget_s, 1).len();
+    let stage_parts = split(
+        w.tiles(),
+        w.seconds_per_tile(a.function_gflops),
+        args.budget_s,
+        1,
+    )
+    .len();
     if args.json {
         let out = serde_json::json!({
             "network_grid": grid, "patch": w.patch, "tiles": w.tiles(), "views_per_tile": w.views,
@@ -118,8 +124,14 @@ pub fn run(args: Args) -> Result<()> {
         w.seconds_per_tile(a.function_gflops),
         a.function_gflops
     );
-    println!("the infer stage splits this into {stage_parts} parts at a {} s budget", args.budget_s);
-    println!("{:<32} {:>6} {:>6} {:>10} {:>12} {:>9} {:>5}", "option", "tiles", "parts", "wall s", "GB-s", "USD", "fits");
+    println!(
+        "the infer stage splits this into {stage_parts} parts at a {} s budget",
+        args.budget_s
+    );
+    println!(
+        "{:<32} {:>6} {:>6} {:>10} {:>12} {:>9} {:>5}",
+        "option", "tiles", "parts", "wall s", "GB-s", "USD", "fits"
+    );
     for o in &options {
         println!(
             "{:<32} {:>6} {:>6} {:>10.1} {:>12.0} {:>9.4} {:>5}",

@@ -12,11 +12,11 @@ use statapp_nnunet::dataset::CaseSet;
 use statapp_nnunet::prepare::{PrepareRequest, prepare_dataset};
 use statapp_pipeline::{JobQueue, Key, ObjectStore};
 use statapp_stages::dispatch;
+use statapp_stages::infer::InferSettings;
 use statapp_volume::{Volume, WriteOptions, encode_nifti};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use statapp_stages::infer::InferSettings;
 use std::time::Duration;
 
 /// The server's URL; the tests cannot run without one.

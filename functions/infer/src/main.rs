@@ -15,7 +15,13 @@ async fn main() -> Result<(), statapp_lambda::lambda_runtime::Error> {
     let device = Device::flex();
     let settings = InferSettings::from_env()?;
     let handler: Handler = Arc::new(move |body| {
-        dispatch::infer(body, &services.store, services.outputs(), &device, &settings)
+        dispatch::infer(
+            body,
+            &services.store,
+            services.outputs(),
+            &device,
+            &settings,
+        )
     });
     serve("infer", handler).await
 }

@@ -63,6 +63,7 @@ impl SqsQueue {
                 .queue_url(&self.url)
                 .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
                 .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
                 .send()
                 .await
                 .map_err(|e| backend(&self.name, describe(e)))?;
@@ -73,8 +74,10 @@ impl SqsQueue {
                     .and_then(|v| v.parse::<usize>().ok())
                     .unwrap_or(0)
             };
+            // delayed messages (a gather waiting for its parts) count as not yet visible
             Ok((
-                count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+                count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                    + count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
                 count(QueueAttributeName::ApproximateNumberOfMessages),
             ))
         })

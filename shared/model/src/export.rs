@@ -7,11 +7,11 @@
 
 use crate::infer::argmax;
 use crate::outputs::{PREDICTION_JSON, PredictionRecord};
-use statapp_nnunet::model_dir::probability_file;
-use statapp_nnunet::ensemble::SEGMENTATION_FILE;
 use crate::predict::{Accumulation, PredictError, softmax};
 use ndarray::{Array3, Array4, ArrayView4, Axis, s};
+use statapp_nnunet::ensemble::SEGMENTATION_FILE;
 use statapp_nnunet::model_dir::ModelInfo;
+use statapp_nnunet::model_dir::probability_file;
 use statapp_nnunet::plans_file::{Configuration, Plans};
 use statapp_nnunet::preprocess::CaseProperties;
 use statapp_nnunet::resample::{resample_image, separate_axis};
@@ -84,7 +84,8 @@ impl RowExport {
         let resampled: Vec<Array3<f32>> = logits
             .outer_iter()
             .map(|c| {
-                let mut r = resample_image(&c.to_owned(), [n, cropped[1], cropped[2]], 1, self.separate);
+                let mut r =
+                    resample_image(&c.to_owned(), [n, cropped[1], cropped[2]], 1, self.separate);
                 if self.f16 {
                     r.mapv_inplace(|v| half::f16::from_f32(v).to_f32());
                 }
@@ -116,7 +117,10 @@ impl RowExport {
     }
 
     /// The files of the prediction as `(name, bytes)`, segmentation last (as `encode_prediction`).
-    pub fn finish(mut self, record: &PredictionRecord) -> Result<Vec<(String, Vec<u8>)>, PredictError> {
+    pub fn finish(
+        mut self,
+        record: &PredictionRecord,
+    ) -> Result<Vec<(String, Vec<u8>)>, PredictError> {
         let b = self.props.bbox_used_for_cropping;
         if self.received != b[0][1] - b[0][0] {
             return Err(PredictError(format!(

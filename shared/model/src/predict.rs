@@ -64,7 +64,9 @@ impl SlidingWindow {
         // the box in unpadded coordinates, clipped to the image (and to the rows given)
         let lo: [usize; 3] = std::array::from_fn(|a| origin[a].max(pad[a]) - pad[a]);
         let mut hi: [usize; 3] = std::array::from_fn(|a| {
-            (origin[a] + shape[a]).min(pad[a] + self.image_shape[a]).saturating_sub(pad[a])
+            (origin[a] + shape[a])
+                .min(pad[a] + self.image_shape[a])
+                .saturating_sub(pad[a])
         });
         hi[0] = hi[0].min(z0 + rows.dim().0);
         if (0..3).any(|a| lo[a] >= hi[a]) || lo[0] < z0 {
@@ -267,8 +269,7 @@ pub fn predict_partial(
     let mut acc = Partial::new(num_classes, origin, shape);
     let g = integer_gaussian(sw.patch);
     for_each_tile(net, padded, sw, range, opts, num_classes, device, |t, v| {
-        acc.add(t, v, &g)
-            .map_err(|e| PredictError(e.to_string()))
+        acc.add(t, v, &g).map_err(|e| PredictError(e.to_string()))
     })?;
     Ok(acc)
 }

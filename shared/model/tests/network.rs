@@ -6,8 +6,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::Array3;
 use statapp_model::checkpoint::{load_weights, save_weights};
 use statapp_model::predict::{PredictOptions, SlidingWindow, predict_logits, predict_partial};
-use statapp_nnunet::partial::Partial;
 use statapp_model::{PlainConvUNet, UNetConfig};
+use statapp_nnunet::partial::Partial;
 use statapp_nnunet::plans_file::Layers;
 
 fn tiny() -> UNetConfig {

@@ -74,7 +74,12 @@ impl Workload {
 /// Splits `tiles` into the fewest contiguous parts of at most `budget_s` estimated seconds each,
 /// every part starting at a multiple of `batch` (tile batches are computed alike, so parts add
 /// up to the bits of one process); `(start, end)` per part.
-pub fn split(tiles: usize, seconds_per_tile: f64, budget_s: f64, batch: usize) -> Vec<(usize, usize)> {
+pub fn split(
+    tiles: usize,
+    seconds_per_tile: f64,
+    budget_s: f64,
+    batch: usize,
+) -> Vec<(usize, usize)> {
     let batch = batch.max(1);
     let fit = (budget_s / seconds_per_tile.max(f64::MIN_POSITIVE)).floor() as usize;
     // whole batches within the budget, at least one
@@ -84,7 +89,10 @@ pub fn split(tiles: usize, seconds_per_tile: f64, budget_s: f64, batch: usize) -
     let batches = tiles.div_ceil(batch);
     (0..count)
         .map(|i| {
-            let (a, b) = (i * batches / count * batch, (i + 1) * batches / count * batch);
+            let (a, b) = (
+                i * batches / count * batch,
+                (i + 1) * batches / count * batch,
+            );
             (a.min(tiles), b.min(tiles))
         })
         .filter(|(a, b)| a < b)
@@ -159,7 +167,14 @@ pub fn estimate(w: &Workload, a: &Assumptions, workers: usize) -> Vec<RunOption>
             parts as f64 + 2.0,
             part_s <= a.max_function_s && gather_s <= a.max_function_s,
         ),
-        option("one function", 1, one_s, one_s * gb, 1.0, one_s <= a.max_function_s),
+        option(
+            "one function",
+            1,
+            one_s,
+            one_s * gb,
+            1.0,
+            one_s <= a.max_function_s,
+        ),
         gpu,
     ]
 }
@@ -169,8 +184,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn flops_count_every_convolution() {
+        let net = UNetConfig {
+            in_channels: 1,
+            num_classes: 2,
+            features: vec![4, 8],
+            kernel_sizes: vec![[3, 3, 3], [1, 3, 3]],
+            strides: vec![[1, 1, 1], [2, 2, 2]],
+            n_conv: vec![2, 2],
+            n_conv_decoder: vec![2],
+            layers: Default::default(),
+        };
+        let (v0, v1) = (4.0 * 8.0 * 8.0, 2.0 * 4.0 * 4.0);
+        let encoder = v0 * 27.0 * 4.0 + v0 * 27.0 * 16.0 + v1 * 9.0 * 4.0 * 8.0 + v1 * 9.0 * 64.0;
+        // transposed conv 8 -> 4 with a 2x2x2 kernel, then convs 8 -> 4 and 4 -> 4, head 4 -> 2
+        let decoder = v1 * 8.0 * 8.0 * 4.0 + v0 * 27.0 * (8.0 * 4.0 + 16.0) + v0 * 4.0 * 2.0;
+        assert_eq!(tile_flops(&net, [4, 8, 8]), 2.0 * (encoder + decoder));
+    }
+
+    #[test]
     fn parts_cover_the_tiles_in_whole_batches() {
-        for (tiles, spt, budget, batch) in [(729, 20.0, 600.0, 1), (10, 1.0, 3.0, 2), (5, 1.0, 100.0, 1)] {
+        for (tiles, spt, budget, batch) in
+            [(729, 20.0, 600.0, 1), (10, 1.0, 3.0, 2), (5, 1.0, 100.0, 1)]
+        {
             let parts = split(tiles, spt, budget, batch);
             assert_eq!(parts.first().map(|p| p.0), Some(0));
             assert_eq!(parts.last().map(|p| p.1), Some(tiles));

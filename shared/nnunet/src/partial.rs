@@ -19,7 +19,9 @@ pub const MAX_LOGIT: f32 = 4096.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PartialError {
-    #[error("a tile logit is {0}: not finite or beyond +-{MAX_LOGIT}, outside the exact sums' range")]
+    #[error(
+        "a tile logit is {0}: not finite or beyond +-{MAX_LOGIT}, outside the exact sums' range"
+    )]
     Logit(f32),
     #[error("partial sums: {0}")]
     Format(String),
@@ -46,9 +48,8 @@ pub fn bounding_box(starts: &[[usize; 3]], patch: [usize; 3]) -> ([usize; 3], [u
         return ([0; 3], [0; 3]);
     }
     let lo: [usize; 3] = std::array::from_fn(|a| starts.iter().map(|t| t[a]).min().unwrap_or(0));
-    let hi: [usize; 3] = std::array::from_fn(|a| {
-        starts.iter().map(|t| t[a] + patch[a]).max().unwrap_or(0)
-    });
+    let hi: [usize; 3] =
+        std::array::from_fn(|a| starts.iter().map(|t| t[a] + patch[a]).max().unwrap_or(0));
     (lo, std::array::from_fn(|a| hi[a] - lo[a]))
 }
 
@@ -102,7 +103,13 @@ impl Partial {
         if (0..3).any(|i| lo[i] >= hi[i]) {
             return;
         }
-        let src = |o: [usize; 3]| s![lo[0] - o[0]..hi[0] - o[0], lo[1] - o[1]..hi[1] - o[1], lo[2] - o[2]..hi[2] - o[2]];
+        let src = |o: [usize; 3]| {
+            s![
+                lo[0] - o[0]..hi[0] - o[0],
+                lo[1] - o[1]..hi[1] - o[1],
+                lo[2] - o[2]..hi[2] - o[2]
+            ]
+        };
         let mut w = dest.weight.slice_mut(src(c));
         w += &self.weight.slice(src(a));
         for (mut to, from) in dest.sum.outer_iter_mut().zip(self.sum.outer_iter()) {

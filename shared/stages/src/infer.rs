@@ -58,6 +58,9 @@ pub struct InferSettings {
     pub max_attempts: u32,
     /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (MB), for GB-seconds; 10240 where it is not set.
     pub memory_mb: f64,
+    /// `STATAPP_GATHER_ROWS`: rows of the padded grid the gather sums at a time (default 32);
+    /// parts store their sums by these row blocks.
+    pub gather_rows: usize,
 }
 
 /// One function of 10,240 MB (6 vCPUs) sustains about this much on the U-Net (this machine's two
@@ -74,6 +77,7 @@ impl Default for InferSettings {
             resend_every: 20,
             max_attempts: 200,
             memory_mb: 10240.0,
+            gather_rows: 32,
         }
     }
 }
@@ -101,6 +105,7 @@ impl InferSettings {
             resend_every: env("STATAPP_GATHER_RESEND", d.resend_every)?.max(1),
             max_attempts: env("STATAPP_GATHER_ATTEMPTS", d.max_attempts)?,
             memory_mb: env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", d.memory_mb)?,
+            gather_rows: env("STATAPP_GATHER_ROWS", d.gather_rows)?.max(1),
         })
     }
 }
@@ -165,6 +170,7 @@ struct Setup {
     pre: PreprocessedCase,
     sw: SlidingWindow,
     opts: PredictOptions,
+    gather_rows: usize,
 }
 
 fn setup(
@@ -183,14 +189,14 @@ fn setup(
         pre,
         sw,
         opts,
+        gather_rows: settings.gather_rows,
     })
 }
 
 impl Setup {
     fn seconds_per_tile(&self, settings: &InferSettings) -> f64 {
         let views = 1usize << self.opts.mirrored().len();
-        tile_flops(&self.plan.info.network, self.sw.patch) * views as f64
-            / (settings.gflops * 1e9)
+        tile_flops(&self.plan.info.network, self.sw.patch) * views as f64 / (settings.gflops * 1e9)
     }
 
     fn parts(&self, settings: &InferSettings) -> Vec<Part> {
@@ -213,11 +219,24 @@ impl Setup {
             .collect()
     }
 
-    fn partial_key(&self, case: &str, part: &Part, ext: &str) -> Result<Key, StageError> {
+    fn partial_key(&self, case: &str, part: &Part, name: &str) -> Result<Key, StageError> {
         Ok(Key::new(format!(
-            "partials/{}/{case}/{}/{}-{:05}.{ext}",
+            "partials/{}/{case}/{}/{}-{:05}/{name}",
             self.plan.model, self.plan.digest, part.count, part.index
         ))?)
+    }
+
+    /// The gather's row blocks (`gather_rows` rows of the padded grid from the image's first
+    /// row) that the tiles of `part` reach into, each with its rows.
+    fn blocks(&self, part: &Part) -> Vec<(usize, [usize; 2])> {
+        let rows = self.gather_rows;
+        let (origin, shape) = self.sw.tile_box(part.start..part.end);
+        let a = self.sw.pad[0].0;
+        let end = a + self.sw.image_shape[0];
+        (0..end.saturating_sub(a).div_ceil(rows))
+            .map(|b| (b, [a + b * rows, (a + (b + 1) * rows).min(end)]))
+            .filter(|(_, [z0, z1])| origin[0] < *z1 && origin[0] + shape[0] > *z0)
+            .collect()
     }
 
     /// The exact sums of the part's tiles, from the image rows under them only.
@@ -232,7 +251,12 @@ impl Setup {
         let (origin, shape) = self.sw.tile_box(range.clone());
         let pad = self.sw.pad[0].0;
         let z0 = origin[0].saturating_sub(pad);
-        let rows = read_rows(store, &self.pre, z0, (origin[0] + shape[0]).saturating_sub(pad))?;
+        let rows = read_rows(
+            store,
+            &self.pre,
+            z0,
+            (origin[0] + shape[0]).saturating_sub(pad),
+        )?;
         let boxed = self.sw.pad_box(rows.view(), z0, origin, shape);
         predict_partial(net, (&boxed, origin), &self.sw, range, self.opts, device).map_err(input)
     }
@@ -285,7 +309,12 @@ pub fn handle_infer(
             attempt: 0,
         };
         out.infer.send(&Job::Gather(gather).to_json())?;
-        tracing::info!(case, model, tiles = su.sw.tiles.len(), "prediction fanned out");
+        tracing::info!(
+            case,
+            model,
+            tiles = su.sw.tiles.len(),
+            "prediction fanned out"
+        );
         return Ok(());
     }
     let net = network(store, &su.plan, device)?;
@@ -297,7 +326,7 @@ pub fn handle_infer(
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_bytes: peak_rss_bytes(),
     };
-    let mut load = |_: &Part| Ok(std::borrow::Cow::Borrowed(&sums));
+    let mut load = |_: &Part, _| Ok(std::borrow::Cow::Borrowed(&sums));
     gather_export(store, &su, case, &parts, &mut load, vec![run], settings)?;
     follow_up(store, case, model, false, out)
 }
@@ -310,8 +339,8 @@ fn run_part(
     device: &Device,
     started: Instant,
 ) -> Result<(), StageError> {
-    let sums_key = su.partial_key(case, part, "sums")?;
-    if store.exists(&sums_key)? {
+    let done_key = su.partial_key(case, part, PART_DONE)?;
+    if store.exists(&done_key)? {
         return Ok(());
     }
     let net = network(store, &su.plan, device)?;
@@ -322,20 +351,39 @@ fn run_part(
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_bytes: peak_rss_bytes(),
     };
+    // the sums by the gather's row blocks, so the gather reads each block's sums once
+    let (origin, shape) = (sums.origin, sums.shape());
+    for (b, [z0, z1]) in su.blocks(part) {
+        let (lo, hi) = (z0.max(origin[0]), z1.min(origin[0] + shape[0]));
+        let mut chunk = Partial::new(
+            sums.sum.dim().0,
+            [lo, origin[1], origin[2]],
+            [hi - lo, shape[1], shape[2]],
+        );
+        sums.add_into(&mut chunk);
+        store.put(
+            &su.partial_key(case, part, &block_name(b))?,
+            &chunk.encode(),
+        )?;
+    }
+    // the run record last: its presence means the part is done
     let json = serde_json::to_vec(&run).map_err(input)?;
-    store.put(&su.partial_key(case, part, "json")?, &json)?;
-    // the sums last: their presence means the part is done
-    store.put(&sums_key, &sums.encode())?;
+    store.put(&done_key, &json)?;
     tracing::info!(case, model = %su.plan.model, part = part.index, of = part.count, "part written");
     Ok(())
 }
 
-/// Rows of the padded grid summed at a time by the gather.
-const GATHER_ROWS: usize = 32;
+/// A part's run record, written after its sums.
+const PART_DONE: &str = "run.json";
 
-type Loader<'a> = dyn FnMut(&Part) -> Result<std::borrow::Cow<'a, Partial>, StageError> + 'a;
+fn block_name(block: usize) -> String {
+    format!("rows_{block:05}.sums")
+}
 
-/// Adds the parts in order, a block of `GATHER_ROWS` padded rows at a time (only the parts
+/// The sums of a part within one row block (the whole partial will do: only its overlap is added).
+type Loader<'a> = dyn FnMut(&Part, usize) -> Result<std::borrow::Cow<'a, Partial>, StageError> + 'a;
+
+/// Adds the parts in order, a block of `gather_rows` padded rows at a time (only the parts
 /// whose tiles reach into the block are loaded), hands the weighted mean logits of each block's
 /// image rows to `rows`.
 fn sum_parts(
@@ -348,16 +396,21 @@ fn sum_parts(
     let [pz, py, px] = su.sw.padded_shape;
     let [z, y, x] = su.sw.image_shape;
     let [a, b, c] = su.sw.pad.map(|p| p.0);
-    for z0 in (a..a + z).step_by(GATHER_ROWS) {
-        let z1 = (z0 + GATHER_ROWS).min(a + z).min(pz);
+    let blocks: Vec<Vec<(usize, [usize; 2])>> = parts.iter().map(|p| su.blocks(p)).collect();
+    for (k, z0) in (a..a + z).step_by(su.gather_rows).enumerate() {
+        let z1 = (z0 + su.gather_rows).min(a + z).min(pz);
         let mut block = Partial::new(classes, [z0, 0, 0], [z1 - z0, py, px]);
-        for p in parts {
-            let (origin, shape) = su.sw.tile_box(p.start..p.end);
-            if origin[0] < z1 && origin[0] + shape[0] > z0 {
-                load(p)?.add_into(&mut block);
+        for (p, bl) in parts.iter().zip(&blocks) {
+            if bl.iter().any(|(i, _)| *i == k) {
+                load(p, k)?.add_into(&mut block);
             }
         }
-        rows(block.finish().slice(s![.., .., b..b + y, c..c + x]).to_owned())?;
+        rows(
+            block
+                .finish()
+                .slice(s![.., .., b..b + y, c..c + x])
+                .to_owned(),
+        )?;
     }
     Ok(())
 }
@@ -385,11 +438,16 @@ fn gather_export(
     )
     .map_err(input)?
     .geometry;
-    let record = PredictionRecord::new(info, info.prediction_checkpoint(), &su.plan.plans_bytes, &su.opts);
+    let record = PredictionRecord::new(
+        info,
+        info.prediction_checkpoint(),
+        &su.plan.plans_bytes,
+        &su.opts,
+    );
     let props = &su.pre.properties;
     let mut files = if RowExport::supported(&su.plan.plans, props, su.pre.shape) {
-        let mut ex = RowExport::new(info, config, props, &geometry, su.opts.accumulation)
-            .map_err(input)?;
+        let mut ex =
+            RowExport::new(info, config, props, &geometry, su.opts.accumulation).map_err(input)?;
         sum_parts(su, parts, load, &mut |l| ex.push(l.view()).map_err(input))?;
         ex.finish(&record).map_err(input)?
     } else {
@@ -474,7 +532,7 @@ pub fn handle_gather(
     let su = setup(store, case, model, settings)?;
     let mut missing = Vec::new();
     for p in &job.parts {
-        if !store.exists(&su.partial_key(case, p, "sums")?)? {
+        if !store.exists(&su.partial_key(case, p, PART_DONE)?)? {
             missing.push(*p);
         }
     }
@@ -483,11 +541,11 @@ pub fn handle_gather(
     }
     let mut runs = Vec::new();
     for p in &job.parts {
-        let bytes = get(store, su.partial_key(case, p, "json")?.as_str())?;
+        let bytes = get(store, su.partial_key(case, p, PART_DONE)?.as_str())?;
         runs.push(serde_json::from_slice::<PartRun>(&bytes).map_err(input)?);
     }
-    let mut load = |p: &Part| {
-        let key = su.partial_key(case, p, "sums")?;
+    let mut load = |p: &Part, block: usize| {
+        let key = su.partial_key(case, p, &block_name(block))?;
         Partial::decode(&get(store, key.as_str())?)
             .map(std::borrow::Cow::Owned)
             .map_err(|e| StageError::Input(format!("{key}: {e}")))
@@ -495,8 +553,10 @@ pub fn handle_gather(
     gather_export(store, &su, case, &job.parts, &mut load, runs, settings)?;
     // the parts are this function's own scratch: gone once the prediction is whole
     for p in &job.parts {
-        store.delete(&su.partial_key(case, p, "sums")?)?;
-        store.delete(&su.partial_key(case, p, "json")?)?;
+        for (b, _) in su.blocks(p) {
+            store.delete(&su.partial_key(case, p, &block_name(b))?)?;
+        }
+        store.delete(&su.partial_key(case, p, PART_DONE)?)?;
     }
     follow_up(store, case, model, false, out)
 }

@@ -6,8 +6,8 @@
 //! the dead-letter queue; a corrected upload clears the error file.
 
 use crate::StageError;
-use statapp_pipeline::events::parse_object_created;
 use crate::preprocessed;
+use statapp_pipeline::events::parse_object_created;
 use statapp_pipeline::jobs::{InferJob, Job};
 use statapp_pipeline::{JobQueue, Key, ObjectStore};
 use statapp_volume::{ReadOptions, read_nifti_bytes};

@@ -146,7 +146,13 @@ impl LocalPipeline {
             }
             if !progressed {
                 // delayed messages (a gather waiting for its parts): sleep until one is due
-                let queues = [&self.ingest, &self.infer, &self.aggregate, &self.metrics, &self.merge];
+                let queues = [
+                    &self.ingest,
+                    &self.infer,
+                    &self.aggregate,
+                    &self.metrics,
+                    &self.merge,
+                ];
                 match queues.iter().filter_map(|q| q.next_visible()).min() {
                     Some(t) => std::thread::sleep(t.saturating_duration_since(Instant::now())),
                     None => return Ok(stats),

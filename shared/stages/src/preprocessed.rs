@@ -128,8 +128,8 @@ pub fn ensure(
     let image_key = format!("cases/{case}/image.nii.gz");
     let bytes = get(store, &image_key)?;
     let image_sha256 = hex(&bytes);
-    let image = read_nifti_bytes(Path::new(&image_key), &bytes, &ReadOptions::default())
-        .map_err(input)?;
+    let image =
+        read_nifti_bytes(Path::new(&image_key), &bytes, &ReadOptions::default()).map_err(input)?;
     drop(bytes);
     let (data, geometry) = image.into_f32().into_parts();
     let forward = plan.plans.transpose_forward;

@@ -61,7 +61,10 @@ fn env() -> Env {
     }
     let image = std::fs::read(fixture().join("images/case_010_0000.nii.gz")).unwrap();
     store
-        .put(&Key::new(format!("cases/{CASE}/image.nii.gz")).unwrap(), &image)
+        .put(
+            &Key::new(format!("cases/{CASE}/image.nii.gz")).unwrap(),
+            &image,
+        )
         .unwrap();
     Env {
         _dir: dir,
@@ -125,6 +128,8 @@ fn settings(budget_s: f64) -> InferSettings {
         resend_every: 2,
         max_attempts: 10,
         memory_mb: 10240.0,
+        // several row blocks on the 19-row grid
+        gather_rows: 4,
     }
 }
 
@@ -200,7 +205,9 @@ fn duplicated_lost_and_early_messages_change_nothing() {
         parse_info(&m, &std::fs::read(m.join("model.json")).unwrap()).unwrap()
     };
     let plans_path = fixture().join("model/nnUNetTrainer_5epochs__nnUNetPlans__3d_tiny/plans.json");
-    let plans = Plans::from_json(&serde_json::from_slice(&std::fs::read(plans_path).unwrap()).unwrap()).unwrap();
+    let plans =
+        Plans::from_json(&serde_json::from_slice(&std::fs::read(plans_path).unwrap()).unwrap())
+            .unwrap();
     let patch = plans.configuration(&info.configuration).unwrap().patch_size;
     let s = settings(statapp_nnunet::cost::tile_flops(&info.network, patch) * 8.0 / 1e9 * 2.5);
 
@@ -209,7 +216,10 @@ fn duplicated_lost_and_early_messages_change_nothing() {
     e.handle(&start(), &s);
     e.handle(&start(), &s);
     while e.pump(&s, &mut |b| if is_part(b) { 2 } else { 1 }) > 0 {}
-    assert!(e.prediction() == reference, "duplicates changed the prediction");
+    assert!(
+        e.prediction() == reference,
+        "duplicates changed the prediction"
+    );
 
     // the gather first, one part lost: the gather waits (delayed), re-sends the lost part after
     // `resend_every` waits, and completes
@@ -235,6 +245,9 @@ fn duplicated_lost_and_early_messages_change_nothing() {
         e.clock.advance(Duration::from_secs(6));
         e.pump(&s, &mut |_| 1);
     }
-    assert!(e.prediction() == reference, "the lost part was not recomputed");
+    assert!(
+        e.prediction() == reference,
+        "the lost part was not recomputed"
+    );
     assert_eq!(e.run_json()["parts"].as_array().unwrap().len(), parts.len());
 }

@@ -517,9 +517,10 @@ pub fn encode_nifti<T: Element>(volume: &Volume<T>, options: &WriteOptions, gzip
     let mut out = Vec::new();
     // Writing into a Vec cannot fail.
     if gzip {
-        let mut enc = GzEncoder::new(&mut out, Compression::new(options.gzip_level.min(9)));
-        let _ = encode(&mut enc, volume, options);
-        let _ = enc.finish();
+        // the row writer's pieces, so that whole and streamed files are the same bytes
+        let mut w = NiftiRowWriter::<T>::new(volume.geometry(), options);
+        let _ = w.write_rows(volume.data().view());
+        return w.finish().unwrap_or_default();
     } else {
         let _ = encode(&mut out, volume, options);
     }
@@ -528,12 +529,17 @@ pub fn encode_nifti<T: Element>(volume: &Volume<T>, options: &WriteOptions, gzip
 
 /// A gzipped NIfTI-1 file written row block by row block along z (the file's slowest axis), so a
 /// volume never has to be whole in memory; the bytes equal `encode_nifti` of the whole volume.
+/// The compressor's output depends on how its input is cut, so input reaches it in pieces of
+/// `GZ_PIECE` bytes whatever the row blocks are.
 pub struct NiftiRowWriter<T: Element> {
     enc: GzEncoder<Vec<u8>>,
+    pending: Vec<u8>,
     shape: [usize; 3],
     rows: usize,
     _t: std::marker::PhantomData<T>,
 }
+
+const GZ_PIECE: usize = 1 << 20;
 
 impl<T: Element> std::fmt::Debug for NiftiRowWriter<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -546,16 +552,34 @@ impl<T: Element> std::fmt::Debug for NiftiRowWriter<T> {
 
 impl<T: Element> NiftiRowWriter<T> {
     pub fn new(geometry: &Geometry, options: &WriteOptions) -> Self {
-        let mut enc = GzEncoder::new(Vec::new(), Compression::new(options.gzip_level.min(9)));
-        // writing into a Vec cannot fail
-        let _ = enc.write_all(&header_bytes::<T>(geometry, options.scaling));
-        let _ = enc.write_all(&[0u8; VOX_OFFSET - HEADER_SIZE]);
+        let enc = GzEncoder::new(Vec::new(), Compression::new(options.gzip_level.min(9)));
+        let mut pending = header_bytes::<T>(geometry, options.scaling);
+        pending.extend_from_slice(&[0u8; VOX_OFFSET - HEADER_SIZE]);
         Self {
             enc,
+            pending,
             shape: geometry.shape_zyx(),
             rows: 0,
             _t: std::marker::PhantomData,
         }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Result<()> {
+        let io = |e| VolumeError::Io {
+            path: PathBuf::from("<memory>"),
+            source: e,
+        };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let take = (GZ_PIECE - self.pending.len()).min(rest.len());
+            self.pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.pending.len() == GZ_PIECE {
+                self.enc.write_all(&self.pending).map_err(io)?;
+                self.pending.clear();
+            }
+        }
+        Ok(())
     }
 
     /// Appends the next rows `(n, y, x)` of the volume.
@@ -567,28 +591,31 @@ impl<T: Element> NiftiRowWriter<T> {
                 geometry: self.shape,
             });
         }
-        let _ = match rows.as_slice() {
-            Some(s) => self.enc.write_all(bytemuck::cast_slice(s)),
-            None => rows
-                .iter()
-                .try_for_each(|v| self.enc.write_all(bytemuck::bytes_of(v))),
-        };
+        match rows.as_slice() {
+            Some(s) => self.feed(bytemuck::cast_slice(s))?,
+            None => {
+                let owned: Vec<T> = rows.iter().copied().collect();
+                self.feed(bytemuck::cast_slice(&owned))?;
+            }
+        }
         self.rows += n;
         Ok(())
     }
 
     /// The file's bytes, once every row is written.
-    pub fn finish(self) -> Result<Vec<u8>> {
+    pub fn finish(mut self) -> Result<Vec<u8>> {
         if self.rows != self.shape[0] {
             return Err(VolumeError::ShapeMismatch {
                 data: [self.rows, self.shape[1], self.shape[2]],
                 geometry: self.shape,
             });
         }
-        self.enc.finish().map_err(|e| VolumeError::Io {
+        let io = |e| VolumeError::Io {
             path: PathBuf::from("<memory>"),
             source: e,
-        })
+        };
+        self.enc.write_all(&self.pending).map_err(io)?;
+        self.enc.finish().map_err(io)
     }
 }
 
