@@ -1,7 +1,7 @@
 //! `statapp ensemble`: mean of member predictions (nnU-Net's rule), on local directories.
 
 use anyhow::{Context, Result};
-use statapp_nnunet::ensemble::{ensemble, write_prediction};
+use statapp_nnunet::ensemble::ensemble_to_dir;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -16,9 +16,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let bar = crate::progress::spinner(&format!("ensembling {} members", args.members.len()));
-    let (probs, labels) = ensemble(&args.members).context("ensembling")?;
+    ensemble_to_dir(&args.members, &args.out).context("ensembling")?;
     bar.finish_and_clear();
-    write_prediction(&args.out, &probs, &labels)?;
     println!(
         "ensemble of {} member(s) -> {}",
         args.members.len(),

@@ -4,7 +4,7 @@
 use crate::compute::{CaseArrays, CaseMeta, compute};
 use crate::report::CaseMetrics;
 use crate::roi::{Roi, RoiMode};
-use statapp_volume::{Geometry, ReadOptions, Volume, VolumeError, read_nifti};
+use statapp_volume::{Geometry, NiftiRowReader, ReadOptions, Volume, VolumeError, read_nifti};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,26 @@ fn par3<T: Send>(f: impl Fn(usize) -> T + Sync) -> [T; 3] {
 }
 
 /// Reads, validates and crops a case to its ROI.
+/// Rows decoded at a time when a probability map streams.
+const ROWS: usize = 16;
+
+/// A probability map cropped to the ROI; unscaled float32 maps (statapp's) are read a block of
+/// rows at a time, other types whole.
+fn read_prob_roi(path: &Path, shape: [usize; 3], roi: &Roi) -> Result<Vec<f32>, MetricsError> {
+    let opts = ReadOptions::default();
+    let Some(mut rows) = NiftiRowReader::open(path, &opts)? else {
+        let prob = read_nifti(path, &opts)?.into_f32();
+        check_shape(path, prob.geometry(), shape)?;
+        return Ok(roi.crop(prob.data()));
+    };
+    check_shape(path, &rows.geometry, shape)?;
+    let mut out = Vec::with_capacity(shape[0] * (roi.y[1] - roi.y[0]) * (roi.x[1] - roi.x[0]));
+    for _ in (0..shape[0]).step_by(ROWS) {
+        out.extend(roi.crop(&rows.read_rows(ROWS)?));
+    }
+    Ok(out)
+}
+
 pub fn load_case(
     paths: &CasePaths,
     roi_mode: RoiMode,
@@ -56,14 +76,9 @@ pub fn load_case(
     let opts = ReadOptions::default();
     let read_labels =
         |p: &Path| -> Result<Volume<u8>, MetricsError> { Ok(read_nifti(p, &opts)?.to_labels(3)?) };
-    let read_prob =
-        |p: &Path| -> Result<Volume<f32>, MetricsError> { Ok(read_nifti(p, &opts)?.into_f32()) };
-    // decompression dominates loading: all six files at once keeps both cores busy; errors are
+    // decompression dominates loading: three files at once keeps both cores busy; errors are
     // still reported in argument order
-    let ([a1, a2, a3], probabilities) = rayon::join(
-        || par3(|i| read_labels(&paths.annotations[i])),
-        || par3(|i| read_prob(&paths.probabilities[i])),
-    );
+    let [a1, a2, a3] = par3(|i| read_labels(&paths.annotations[i]));
     let (a1, a2, a3) = (a1?, a2?, a3?);
     let shape = a1.shape_zyx();
     let geometry = a1.geometry().clone();
@@ -89,13 +104,9 @@ pub fn load_case(
     }
     let annotations = [&a1, &a2, &a3].map(|a| roi.crop(a.data()));
     drop((a1, a2, a3));
-    let [p1, p2, p3] = probabilities;
-    let crop_prob = |i: usize, prob: Result<Volume<f32>, MetricsError>| {
-        let prob = prob?;
-        check_shape(&paths.probabilities[i], prob.geometry(), shape)?;
-        Ok::<_, MetricsError>(roi.crop(prob.data()))
-    };
-    let probabilities = [crop_prob(0, p1)?, crop_prob(1, p2)?, crop_prob(2, p3)?];
+    // probabilities (a full-size CT's are 1 GB each) are cropped as they stream in
+    let [p1, p2, p3] = par3(|i| read_prob_roi(&paths.probabilities[i], shape, &roi));
+    let probabilities = [p1?, p2?, p3?];
     let prediction = match &paths.prediction {
         Some(path) => {
             let l = read_labels(path)?;

@@ -6,7 +6,10 @@
 //! f64 sum of at most a few dozen f32 values is exact in practice, and rounded once to f32).
 
 use ndarray::Array3;
-use statapp_volume::{Geometry, ReadOptions, Volume, VolumeError, read_nifti, write_nifti};
+use statapp_volume::{
+    Geometry, NiftiRowReader, NiftiRowWriter, ReadOptions, Volume, VolumeError, WriteOptions,
+    read_nifti, write_atomic, write_nifti,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +21,10 @@ pub const SEGMENTATION_FILE: &str = "segmentation.nii.gz";
 pub enum EnsembleError {
     #[error(transparent)]
     Volume(#[from] VolumeError),
+    #[error(
+        "{0}: member probabilities are streamed and must be unscaled float32 (as statapp writes them)"
+    )]
+    NotFloat32(PathBuf),
     #[error("an ensemble needs at least one member")]
     NoMembers,
     #[error("{path}: I/O error: {source}")]
@@ -88,6 +95,72 @@ pub fn ensemble(members: &[PathBuf]) -> Result<([Volume<f32>; 3], Volume<u8>), E
     Ok((probs, Volume::new(labels, geometry)?))
 }
 
+/// Rows read, averaged and written at a time by `ensemble_to_dir`.
+const ENSEMBLE_ROWS: usize = 16;
+
+/// `ensemble` + `write_prediction` (the same bytes) a block of rows at a time: every member's
+/// maps are read as streams, so memory holds one block of each, not the volumes.
+pub fn ensemble_to_dir(members: &[PathBuf], dir: &Path) -> Result<(), EnsembleError> {
+    let first = members.first().ok_or(EnsembleError::NoMembers)?;
+    let opts = ReadOptions::default();
+    let mut readers = Vec::with_capacity(3);
+    for file in PROB_FILES {
+        let mut per_file = Vec::with_capacity(members.len());
+        for m in members {
+            let path = m.join(file);
+            match NiftiRowReader::open(&path, &opts)? {
+                Some(r) => per_file.push(r),
+                None => return Err(EnsembleError::NotFloat32(path)),
+            }
+        }
+        readers.push(per_file);
+    }
+    let reference = first.join(PROB_FILES[0]);
+    let geometry = readers[0][0].geometry.clone();
+    for (file, per_file) in PROB_FILES.iter().zip(&readers) {
+        for (m, r) in members.iter().zip(per_file) {
+            geometry.ensure_same_grid(&reference, &r.geometry, &m.join(file))?;
+        }
+    }
+    let w = WriteOptions::default();
+    let mut maps: Vec<NiftiRowWriter<f32>> =
+        (0..3).map(|_| NiftiRowWriter::new(&geometry, &w)).collect();
+    let mut labels = NiftiRowWriter::<u8>::new(&geometry, &w);
+    let n = members.len() as f64;
+    for _ in (0..geometry.shape_zyx()[0]).step_by(ENSEMBLE_ROWS) {
+        let mut means = Vec::with_capacity(3);
+        for per_file in &mut readers {
+            let mut acc: Option<Array3<f64>> = None;
+            for r in per_file.iter_mut() {
+                let rows = r.read_rows(ENSEMBLE_ROWS)?;
+                match &mut acc {
+                    Some(a) => ndarray::Zip::from(a)
+                        .and(&rows)
+                        .for_each(|s, x| *s += f64::from(*x)),
+                    None => acc = Some(rows.mapv(f64::from)),
+                }
+            }
+            means.push(acc.map(|a| a.mapv(|s| (s / n) as f32)).unwrap_or_default());
+        }
+        for (w, m) in maps.iter_mut().zip(&means) {
+            w.write_rows(m.view())?;
+        }
+        labels.write_rows(argmax_labels([&means[0], &means[1], &means[2]]).view())?;
+    }
+    std::fs::create_dir_all(dir).map_err(|source| EnsembleError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let put = |name: &str, bytes: Vec<u8>| {
+        let path = dir.join(name);
+        write_atomic(&path, &bytes).map_err(|source| EnsembleError::Io { path, source })
+    };
+    for (file, m) in PROB_FILES.iter().zip(maps) {
+        put(file, m.finish()?)?;
+    }
+    put(SEGMENTATION_FILE, labels.finish()?)
+}
+
 /// Writes a prediction directory (probability maps and segmentation).
 pub fn write_prediction(
     dir: &Path,
@@ -152,7 +225,7 @@ mod tests {
     #[test]
     fn one_member_is_itself_and_order_does_not_matter() {
         let tmp = tempfile::tempdir().unwrap();
-        let g = Geometry::axis_aligned([3, 4, 5], [2.0, 0.8, 0.8], [0.0; 3]);
+        let g = Geometry::axis_aligned([37, 4, 5], [2.0, 0.8, 0.8], [0.0; 3]);
         let dirs: Vec<PathBuf> = (0..4).map(|i| tmp.path().join(format!("m{i}"))).collect();
         for (i, d) in dirs.iter().enumerate() {
             write_member(d, &g, i as u32);
@@ -169,6 +242,16 @@ mod tests {
         let (a, la) = ensemble(&dirs).unwrap();
         let reversed: Vec<PathBuf> = dirs.iter().rev().cloned().collect();
         let (b, lb) = ensemble(&reversed).unwrap();
+        // the streamed ensemble writes what ensemble + write_prediction write
+        let (whole, streamed) = (tmp.path().join("whole"), tmp.path().join("streamed"));
+        write_prediction(&whole, &a, &la).unwrap();
+        ensemble_to_dir(&dirs, &streamed).unwrap();
+        for f in PROB_FILES.iter().chain([&SEGMENTATION_FILE]) {
+            assert!(
+                std::fs::read(whole.join(f)).unwrap() == std::fs::read(streamed.join(f)).unwrap(),
+                "{f}"
+            );
+        }
         assert_eq!(a, b);
         assert_eq!(la, lb);
     }

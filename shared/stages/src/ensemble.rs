@@ -5,7 +5,7 @@
 use crate::StageError;
 use crate::ingest::registered_models;
 use crate::predictions;
-use statapp_nnunet::ensemble::{ensemble, strategies, write_prediction};
+use statapp_nnunet::ensemble::{ensemble_to_dir, strategies};
 use statapp_pipeline::jobs::{EnsembleJob, Job, MetricsJob};
 use statapp_pipeline::{JobQueue, ObjectStore};
 
@@ -36,10 +36,8 @@ pub fn handle_ensemble(
                 predictions::download(store, &format!("predictions/{m}"), case, d)?;
             }
         }
-        let (probs, labels) =
-            ensemble(&dirs).map_err(|e| StageError::Input(format!("{case} {name}: {e}")))?;
         let out = scratch.path().join(format!("out-{name}"));
-        write_prediction(&out, &probs, &labels)
+        ensemble_to_dir(&dirs, &out)
             .map_err(|e| StageError::Input(format!("{case} {name}: {e}")))?;
         let prefix = format!("ensembles/{name}");
         predictions::upload(store, &out, &prefix, case)?;

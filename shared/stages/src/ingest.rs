@@ -195,9 +195,12 @@ pub fn handle_object(
     if let Err(reason) = validate(&keys, &bodies, opts) {
         return reject(store, case, reason);
     }
+    drop(bodies);
     for (k, bytes) in &canonical {
         store.put(k, bytes)?;
     }
+    // a full-size CT's files are hundreds of MB: not held while preprocessing
+    drop(canonical);
     store.delete(&error_key(case)?)?;
     let models = registered_models(store)?;
     for (model, plan) in preprocess_once(store, case, &models)? {

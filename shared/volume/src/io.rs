@@ -270,14 +270,9 @@ pub fn read_nifti_bytes(name: &Path, bytes: &[u8], options: &ReadOptions) -> Res
     }
 }
 
-fn read_stream<R: Read>(
-    path: &Path,
-    mut reader: R,
-    gzipped: bool,
-    options: &ReadOptions,
-) -> Result<NiftiImage> {
-    // A read error inside a gzip stream means the compressed file is cut short or damaged.
-    let stream_error = |e: io::Error| -> VolumeError {
+/// A read error inside a gzip stream means the compressed file is cut short or damaged.
+fn stream_error(path: &Path, gzipped: bool) -> impl Fn(io::Error) -> VolumeError + '_ {
+    move |e: io::Error| {
         let cut = e.kind() == io::ErrorKind::UnexpectedEof;
         if gzipped || cut {
             VolumeError::Truncated {
@@ -287,8 +282,17 @@ fn read_stream<R: Read>(
         } else {
             VolumeError::io(path, e)
         }
-    };
+    }
+}
 
+/// Reads and checks the header and skips to the first voxel; the header with its dimensions.
+fn read_header<R: Read>(
+    path: &Path,
+    reader: &mut R,
+    gzipped: bool,
+    options: &ReadOptions,
+) -> Result<(nifti::NiftiHeader, [usize; 3])> {
+    let stream_error = stream_error(path, gzipped);
     let mut raw_header = [0u8; HEADER_SIZE];
     if let Err(e) = reader.read_exact(&mut raw_header) {
         return Err(match e.kind() {
@@ -335,23 +339,33 @@ fn read_stream<R: Read>(
     }
     // Skip the extension flag and any extensions.
     let skip = vox_offset as u64 - HEADER_SIZE as u64;
-    let skipped = io::copy(&mut (&mut reader).take(skip), &mut io::sink()).map_err(stream_error)?;
+    let skipped = io::copy(&mut reader.take(skip), &mut io::sink()).map_err(&stream_error)?;
     if skipped != skip {
         return Err(stream_error(io::ErrorKind::UnexpectedEof.into()));
     }
+    Ok((header, dims))
+}
 
+fn read_stream<R: Read>(
+    path: &Path,
+    mut reader: R,
+    gzipped: bool,
+    options: &ReadOptions,
+) -> Result<NiftiImage> {
+    let stream_error = stream_error(path, gzipped);
+    let (header, dims) = read_header(path, &mut reader, gzipped, options)?;
     let shape = (dims[2], dims[1], dims[0]);
     let n = dims.iter().product::<usize>();
     let swap = header.endianness != nifti::Endianness::native();
     let data = match header.datatype {
-        2 => VoxelData::U8(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
-        4 => VoxelData::I16(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
-        8 => VoxelData::I32(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
-        16 => VoxelData::F32(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
-        64 => VoxelData::F64(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
-        256 => VoxelData::I8(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
-        512 => VoxelData::U16(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
-        768 => VoxelData::U32(read_array(&mut reader, shape, n, swap).map_err(stream_error)?),
+        2 => VoxelData::U8(read_array(&mut reader, shape, n, swap).map_err(&stream_error)?),
+        4 => VoxelData::I16(read_array(&mut reader, shape, n, swap).map_err(&stream_error)?),
+        8 => VoxelData::I32(read_array(&mut reader, shape, n, swap).map_err(&stream_error)?),
+        16 => VoxelData::F32(read_array(&mut reader, shape, n, swap).map_err(&stream_error)?),
+        64 => VoxelData::F64(read_array(&mut reader, shape, n, swap).map_err(&stream_error)?),
+        256 => VoxelData::I8(read_array(&mut reader, shape, n, swap).map_err(&stream_error)?),
+        512 => VoxelData::U16(read_array(&mut reader, shape, n, swap).map_err(&stream_error)?),
+        768 => VoxelData::U32(read_array(&mut reader, shape, n, swap).map_err(&stream_error)?),
         code => {
             return Err(VolumeError::UnsupportedDatatype {
                 path: path.to_path_buf(),
@@ -361,7 +375,7 @@ fn read_stream<R: Read>(
     };
     if gzipped {
         // Drain to the end so that the gzip trailer (CRC and length) is checked.
-        io::copy(&mut reader, &mut io::sink()).map_err(stream_error)?;
+        io::copy(&mut reader, &mut io::sink()).map_err(&stream_error)?;
     }
     if !options.allow_non_finite {
         let bad = match &data {
@@ -467,12 +481,11 @@ pub fn write_nifti_with<T: Element>(
     let gz = path.to_string_lossy().ends_with(".gz");
     let file = tmp.as_file().try_clone().map_err(io_err)?;
     if gz {
-        let mut enc = GzEncoder::new(
-            BufWriter::with_capacity(1 << 20, file),
-            Compression::new(options.gzip_level.min(9)),
-        );
-        encode(&mut enc, volume, options).map_err(io_err)?;
-        enc.finish().map_err(io_err)?.flush().map_err(io_err)?;
+        // encode_nifti's bytes (the compressor's output depends on how its input is cut)
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        w.write_all(&encode_nifti(volume, options, true))
+            .map_err(io_err)?;
+        w.flush().map_err(io_err)?;
     } else {
         let mut w = BufWriter::with_capacity(1 << 20, file);
         encode(&mut w, volume, options).map_err(io_err)?;
@@ -525,6 +538,87 @@ pub fn encode_nifti<T: Element>(volume: &Volume<T>, options: &WriteOptions, gzip
         let _ = encode(&mut out, volume, options);
     }
     out
+}
+
+/// A float32 NIfTI-1 file read row block by row block along z (the file's slowest axis), so a
+/// volume never has to be whole in memory: the same header checks and values as `read_nifti`
+/// (then `into_f32`) of an unscaled float32 file, which is what statapp writes for probabilities.
+/// `open` gives `None` for a valid file of another type (read it whole instead).
+pub struct NiftiRowReader {
+    path: PathBuf,
+    reader: Box<dyn Read + Send>,
+    gzipped: bool,
+    swap: bool,
+    allow_non_finite: bool,
+    pub geometry: Geometry,
+    rows: usize,
+}
+
+impl std::fmt::Debug for NiftiRowReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NiftiRowReader")
+            .field("path", &self.path)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NiftiRowReader {
+    pub fn open(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Option<Self>> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| VolumeError::io(path, e))?;
+        let mut buffered = BufReader::with_capacity(1 << 20, file);
+        let gzipped = buffered
+            .fill_buf()
+            .map_err(|e| VolumeError::io(path, e))?
+            .starts_with(&[0x1f, 0x8b]);
+        let mut reader: Box<dyn Read + Send> = if gzipped {
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                MultiGzDecoder::new(buffered),
+            ))
+        } else {
+            Box::new(buffered)
+        };
+        let (header, dims) = read_header(path, &mut reader, gzipped, options)?;
+        let scaled = Scaling::from_header(header.scl_slope, header.scl_inter).is_some();
+        if header.datatype != 16 || scaled {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            path: path.to_path_buf(),
+            reader,
+            gzipped,
+            swap: header.endianness != nifti::Endianness::native(),
+            allow_non_finite: options.allow_non_finite,
+            geometry: Geometry::from_header(&header, dims),
+            rows: 0,
+        }))
+    }
+
+    /// The next `n` rows (fewer at the end), `(n, y, x)`; after the last row the gzip trailer
+    /// is checked.
+    pub fn read_rows(&mut self, n: usize) -> Result<Array3<f32>> {
+        let [z, y, x] = self.geometry.shape_zyx();
+        let n = n.min(z - self.rows);
+        let err = stream_error(&self.path, self.gzipped);
+        let a: Array3<f32> =
+            read_array(&mut self.reader, (n, y, x), n * y * x, self.swap).map_err(&err)?;
+        if !self.allow_non_finite {
+            let bad = a.iter().filter(|v| !v.is_finite()).count();
+            if bad > 0 {
+                return Err(VolumeError::NonFinite {
+                    path: self.path.clone(),
+                    count: bad,
+                });
+            }
+        }
+        self.rows += n;
+        if self.rows == z && self.gzipped {
+            io::copy(&mut self.reader, &mut io::sink()).map_err(&err)?;
+        }
+        Ok(a)
+    }
 }
 
 /// A gzipped NIfTI-1 file written row block by row block along z (the file's slowest axis), so a
