@@ -210,7 +210,8 @@ mod tests {
     fn write_member(dir: &Path, g: &Geometry, seed: u32) {
         let probs: Vec<Volume<f32>> = (0..3)
             .map(|k| {
-                let data = Array3::from_shape_fn((3, 4, 5), |(z, y, x)| {
+                let [nz, ny, nx] = g.shape_zyx();
+                let data = Array3::from_shape_fn((nz, ny, nx), |(z, y, x)| {
                     let h = (z * 31 + y * 7 + x * 3 + k * 11) as u32 * (seed + 1) % 97;
                     h as f32 / 300.0
                 });

@@ -228,13 +228,40 @@ pub fn preprocess(
     intensity: &IntensityProperties,
 ) -> Preprocessed {
     let shape = [image.dim().0, image.dim().1, image.dim().2];
-    let (mut data, seg_c, b) = crop_to_nonzero(image, seg);
+    let (data, seg_c, b) = crop_to_nonzero(image, seg);
+    let seg_c = seg.map(|_| seg_c);
+    normalise_and_resample(shape, data, seg_c, b, spacing, target_spacing, intensity)
+}
+
+/// `preprocess` of an image without labels that is not needed afterwards: it is dropped once
+/// cropped, so a full-size CT is not held twice.
+pub fn preprocess_owned(
+    image: Array3<f32>,
+    spacing: [f64; 3],
+    target_spacing: [f64; 3],
+    intensity: &IntensityProperties,
+) -> Preprocessed {
+    let shape = [image.dim().0, image.dim().1, image.dim().2];
+    let (data, _, b) = crop_to_nonzero(&image, None);
+    drop(image);
+    normalise_and_resample(shape, data, None, b, spacing, target_spacing, intensity)
+}
+
+fn normalise_and_resample(
+    shape: [usize; 3],
+    mut data: Array3<f32>,
+    seg_c: Option<Array3<i16>>,
+    b: [[usize; 2]; 3],
+    spacing: [f64; 3],
+    target_spacing: [f64; 3],
+    intensity: &IntensityProperties,
+) -> Preprocessed {
     let cropped = [data.dim().0, data.dim().1, data.dim().2];
     ct_normalize(&mut data, intensity);
     let new_shape = compute_new_shape(cropped, spacing, target_spacing);
     let separate = separate_axis(spacing, target_spacing);
     let data = resample_image(&data, new_shape, 3, separate);
-    let seg = seg.map(|_| resample_labels(&seg_c, new_shape, 1, separate));
+    let seg = seg_c.map(|s| resample_labels(&s, new_shape, 1, separate));
     Preprocessed {
         data,
         seg,

@@ -144,6 +144,17 @@ fn resize(data: &Array3<f64>, new_shape: [usize; 3], order: usize, axes: &[usize
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
             (a.min(*v), b.max(*v))
         });
+    resize_within(data, new_shape, order, axes, (lo, hi))
+}
+
+/// `resize` clipped to a given range (the whole volume's, when `data` is a block of it).
+fn resize_within(
+    data: &Array3<f64>,
+    new_shape: [usize; 3],
+    order: usize,
+    axes: &[usize],
+    (lo, hi): (f64, f64),
+) -> Array3<f64> {
     // unchanged axes are skipped (no copy): zooming by exactly 1 reproduces the samples
     let mut out: Option<Array3<f64>> = None;
     for &a in axes {
@@ -205,7 +216,38 @@ pub fn resample_image(
         let mid = stack_slices(&slices, axis);
         return resize_axis(&mid.mapv(f64::from), axis, new_shape[axis], 0).mapv(|v| v as f32);
     }
+    if new_shape[0] == shape[0] {
+        return resize_rows(data, new_shape, order);
+    }
     resize(&data.mapv(f64::from), new_shape, order, &[0, 1, 2]).mapv(|v| v as f32)
+}
+
+/// Rows (axis 0) kept: each block of rows resized in-plane on its own, in f64 one block at a
+/// time (a full-size CT in f64 is 2 GB), clipped to the whole volume's range: the same lanes,
+/// so the same values as resizing the volume at once.
+fn resize_rows(data: &Array3<f32>, new_shape: [usize; 3], order: usize) -> Array3<f32> {
+    const ROWS: usize = 16;
+    let (lo, hi) = data
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(f64::from(*v)), b.max(f64::from(*v)))
+        });
+    let mut out = Array3::zeros((new_shape[0], new_shape[1], new_shape[2]));
+    for (mut o, block) in out
+        .axis_chunks_iter_mut(Axis(0), ROWS)
+        .zip(data.axis_chunks_iter(Axis(0), ROWS))
+    {
+        let n = block.dim().0;
+        let r = resize_within(
+            &block.mapv(f64::from),
+            [n, new_shape[1], new_shape[2]],
+            order,
+            &[1, 2],
+            (lo, hi),
+        );
+        o.assign(&r.mapv(|v| v as f32));
+    }
+    out
 }
 
 /// `f` for every slice index, in parallel; results in slice order.

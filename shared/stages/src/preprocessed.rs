@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use statapp_nnunet::model_dir::{MODEL_JSON, ModelInfo, parse_info};
 use statapp_nnunet::plans_file::{Configuration, Plans};
-use statapp_nnunet::preprocess::{CaseProperties, preprocess, transpose};
+use statapp_nnunet::preprocess::{CaseProperties, preprocess_owned, transpose};
 use statapp_pipeline::{Key, ObjectStore};
 use statapp_volume::{ReadOptions, read_nifti_bytes};
 use std::path::Path;
@@ -140,8 +140,7 @@ pub fn ensure(
     } else {
         transpose(&data, forward)
     };
-    let pre = preprocess(&data, None, spacing, config.spacing, &plan.plans.intensity);
-    drop(data);
+    let pre = preprocess_owned(data, spacing, config.spacing, &plan.plans.intensity);
     let (z, y, x) = pre.data.dim();
     let dir = prefix(&plan.digest, case);
     for (k, z0) in (0..z).step_by(ROWS_PER_CHUNK).enumerate() {
