@@ -78,7 +78,10 @@ impl Partial {
         let (_, tz, ty, tx) = logits.dim();
         let [z, y, x] = std::array::from_fn(|a| start[a] - self.origin[a]);
         let scale = f64::from(1u32 << LOGIT_BITS);
-        if let Some(bad) = logits.iter().find(|v| !(v.abs() <= MAX_LOGIT)) {
+        if let Some(bad) = logits
+            .iter()
+            .find(|v| !v.is_finite() || v.abs() > MAX_LOGIT)
+        {
             return Err(PartialError::Logit(*bad));
         }
         let mut w = self.weight.slice_mut(s![z..z + tz, y..y + ty, x..x + tx]);

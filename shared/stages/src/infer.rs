@@ -580,7 +580,7 @@ fn wait_for_parts(
         )));
     }
     let attempt = job.attempt + 1;
-    if attempt % settings.resend_every == 0 {
+    if attempt.is_multiple_of(settings.resend_every) {
         for p in missing {
             let mut part_job = InferJob::new(&job.case, &job.model, Some(job.plan.clone()));
             part_job.part = Some(*p);

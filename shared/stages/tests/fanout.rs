@@ -170,7 +170,7 @@ fn fanned_out_predictions_equal_one_process_bit_for_bit() {
     let ckpt = info.prediction_checkpoint();
     let net = load_weights(&info.network, &model.join(ckpt), &d).unwrap();
     let image = read_nifti(
-        &fixture().join("images/case_010_0000.nii.gz"),
+        fixture().join("images/case_010_0000.nii.gz"),
         &ReadOptions::default(),
     )
     .unwrap();
