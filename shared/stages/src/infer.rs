@@ -63,8 +63,9 @@ pub struct InferSettings {
     pub gather_rows: usize,
 }
 
-/// One function of 10,240 MB (6 vCPUs) sustains about this much on the U-Net (this machine's two
-/// cores: 41 GFLOP/s, `statapp bench tile`); an underestimate only makes more parts.
+/// GFLOP/s assumed for one function: this machine's two cores sustain 42-67 on the U-Net
+/// (26.1 s and 16.3 s for one 1,099-GFLOP view of the CURVAS 3d_fullres tile, `statapp bench
+/// tile`); a 10,240 MB Lambda has 6 vCPUs. An underestimate only makes more, shorter parts.
 pub const DEFAULT_GFLOPS: f64 = 40.0;
 
 impl Default for InferSettings {
