@@ -27,11 +27,12 @@ pub fn tile_flops(net: &UNetConfig, patch: [usize; 3]) -> f64 {
         cin = f;
     }
     // decoder: stage s (from the deepest but one up) upsamples stage s+1 and convolves the concat
-    for s in (0..net.features.len().saturating_sub(1)).rev() {
+    let stages = net.features.len().saturating_sub(1);
+    for (s, &n) in net.n_conv_decoder.iter().enumerate().take(stages).rev() {
         let (f, below) = (net.features[s] as f64, net.features[s + 1] as f64);
         let k: f64 = net.kernel_sizes[s].iter().map(|v| *v as f64).product();
         let up: f64 = net.strides[s + 1].iter().map(|v| *v as f64).product();
-        let n = net.n_conv_decoder.get(s).copied().unwrap_or(2) as f64;
+        let n = n as f64;
         macs += sizes[s + 1] * up * below * f;
         macs += sizes[s] * k * (2.0 * f * f + f * f * (n - 1.0));
     }

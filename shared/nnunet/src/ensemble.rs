@@ -140,7 +140,8 @@ pub fn ensemble_to_dir(members: &[PathBuf], dir: &Path) -> Result<(), EnsembleEr
                     None => acc = Some(rows.mapv(f64::from)),
                 }
             }
-            means.push(acc.map(|a| a.mapv(|s| (s / n) as f32)).unwrap_or_default());
+            let acc = acc.ok_or(EnsembleError::NoMembers)?;
+            means.push(acc.mapv(|s| (s / n) as f32));
         }
         for (w, m) in maps.iter_mut().zip(&means) {
             w.write_rows(m.view())?;

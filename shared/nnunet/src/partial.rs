@@ -158,9 +158,12 @@ impl Partial {
         if lines.next() != Some(MAGIC.as_bytes()) {
             return Err(bad("not a statapp partial (no STATAPP-PARTIAL 1 line)"));
         }
-        let header: Header = serde_json::from_slice(lines.next().unwrap_or_default())
+        let header = lines.next().ok_or_else(|| bad("no header line"))?;
+        let header: Header = serde_json::from_slice(header)
             .map_err(|e| PartialError::Format(format!("header: {e}")))?;
-        let data = lines.next().unwrap_or_default();
+        let data = lines
+            .next()
+            .ok_or_else(|| bad("no data after the header"))?;
         let [z, y, x] = header.shape;
         let n = z * y * x;
         if data.len() != (header.channels + 1) * n * 8 {
@@ -168,7 +171,7 @@ impl Partial {
         }
         let values: Vec<i64> = data
             .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect();
         let (sum, weight) = values.split_at(header.channels * n);
         let shape_err = |e: ndarray::ShapeError| PartialError::Format(e.to_string());
