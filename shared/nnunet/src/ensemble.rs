@@ -7,8 +7,8 @@
 
 use ndarray::Array3;
 use statapp_volume::{
-    Geometry, NiftiRowReader, NiftiRowWriter, ReadOptions, Volume, VolumeError, WriteOptions,
-    read_nifti, write_atomic, write_nifti,
+    Geometry, NiftiFileWriter, NiftiRowReader, ReadOptions, Volume, VolumeError, WriteOptions,
+    read_nifti, write_nifti,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -122,10 +122,21 @@ pub fn ensemble_to_dir(members: &[PathBuf], dir: &Path) -> Result<(), EnsembleEr
             geometry.ensure_same_grid(&reference, &r.geometry, &m.join(file))?;
         }
     }
+    std::fs::create_dir_all(dir).map_err(|source| EnsembleError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    // straight to files beside their destinations: not even the compressed maps stay in memory
     let w = WriteOptions::default();
-    let mut maps: Vec<NiftiRowWriter<f32>> =
-        (0..3).map(|_| NiftiRowWriter::new(&geometry, &w)).collect();
-    let mut labels = NiftiRowWriter::<u8>::new(&geometry, &w);
+    let mut maps = Vec::with_capacity(3);
+    for file in PROB_FILES {
+        maps.push(NiftiFileWriter::<f32>::create(
+            dir.join(file),
+            &geometry,
+            &w,
+        )?);
+    }
+    let mut labels = NiftiFileWriter::<u8>::create(dir.join(SEGMENTATION_FILE), &geometry, &w)?;
     let n = members.len() as f64;
     for _ in (0..geometry.shape_zyx()[0]).step_by(ENSEMBLE_ROWS) {
         let mut means = Vec::with_capacity(3);
@@ -148,18 +159,11 @@ pub fn ensemble_to_dir(members: &[PathBuf], dir: &Path) -> Result<(), EnsembleEr
         }
         labels.write_rows(argmax_labels([&means[0], &means[1], &means[2]]).view())?;
     }
-    std::fs::create_dir_all(dir).map_err(|source| EnsembleError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let put = |name: &str, bytes: Vec<u8>| {
-        let path = dir.join(name);
-        write_atomic(&path, &bytes).map_err(|source| EnsembleError::Io { path, source })
-    };
-    for (file, m) in PROB_FILES.iter().zip(maps) {
-        put(file, m.finish()?)?;
+    for m in maps {
+        m.finish()?;
     }
-    put(SEGMENTATION_FILE, labels.finish()?)
+    labels.finish()?;
+    Ok(())
 }
 
 /// Writes a prediction directory (probability maps and segmentation).

@@ -625,8 +625,8 @@ impl NiftiRowReader {
 /// volume never has to be whole in memory; the bytes equal `encode_nifti` of the whole volume.
 /// The compressor's output depends on how its input is cut, so input reaches it in pieces of
 /// `GZ_PIECE` bytes whatever the row blocks are.
-pub struct NiftiRowWriter<T: Element> {
-    enc: GzEncoder<Vec<u8>>,
+pub struct NiftiRowWriter<T: Element, W: Write = Vec<u8>> {
+    enc: GzEncoder<W>,
     pending: Vec<u8>,
     shape: [usize; 3],
     rows: usize,
@@ -635,7 +635,7 @@ pub struct NiftiRowWriter<T: Element> {
 
 const GZ_PIECE: usize = 1 << 20;
 
-impl<T: Element> std::fmt::Debug for NiftiRowWriter<T> {
+impl<T: Element, W: Write> std::fmt::Debug for NiftiRowWriter<T, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NiftiRowWriter")
             .field("shape", &self.shape)
@@ -645,8 +645,16 @@ impl<T: Element> std::fmt::Debug for NiftiRowWriter<T> {
 }
 
 impl<T: Element> NiftiRowWriter<T> {
+    /// A file built in memory.
     pub fn new(geometry: &Geometry, options: &WriteOptions) -> Self {
-        let enc = GzEncoder::new(Vec::new(), Compression::new(options.gzip_level.min(9)));
+        Self::to_writer(Vec::new(), geometry, options)
+    }
+}
+
+impl<T: Element, W: Write> NiftiRowWriter<T, W> {
+    /// A file written through `w` as it goes (the compressed bytes are not kept).
+    pub fn to_writer(w: W, geometry: &Geometry, options: &WriteOptions) -> Self {
+        let enc = GzEncoder::new(w, Compression::new(options.gzip_level.min(9)));
         let mut pending = header_bytes::<T>(geometry, options.scaling);
         pending.extend_from_slice(&[0u8; VOX_OFFSET - HEADER_SIZE]);
         Self {
@@ -696,8 +704,8 @@ impl<T: Element> NiftiRowWriter<T> {
         Ok(())
     }
 
-    /// The file's bytes, once every row is written.
-    pub fn finish(mut self) -> Result<Vec<u8>> {
+    /// The file's bytes (or its writer), once every row is written.
+    pub fn finish(mut self) -> Result<W> {
         if self.rows != self.shape[0] {
             return Err(VolumeError::ShapeMismatch {
                 data: [self.rows, self.shape[1], self.shape[2]],
@@ -710,6 +718,51 @@ impl<T: Element> NiftiRowWriter<T> {
         };
         self.enc.write_all(&self.pending).map_err(io)?;
         self.enc.finish().map_err(io)
+    }
+}
+
+/// A gzipped NIfTI file streamed row block by row block to `path`, through a temporary file
+/// beside it that `finish` renames onto it (whole or not at all).
+pub struct NiftiFileWriter<T: Element> {
+    rows: NiftiRowWriter<T, BufWriter<tempfile::NamedTempFile>>,
+    path: PathBuf,
+}
+
+impl<T: Element> std::fmt::Debug for NiftiFileWriter<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NiftiFileWriter")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Element> NiftiFileWriter<T> {
+    pub fn create(
+        path: impl AsRef<Path>,
+        geometry: &Geometry,
+        options: &WriteOptions,
+    ) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let tmp = temp_beside(&path).map_err(|e| VolumeError::io(&path, e))?;
+        let w = BufWriter::with_capacity(1 << 20, tmp);
+        Ok(Self {
+            rows: NiftiRowWriter::to_writer(w, geometry, options),
+            path,
+        })
+    }
+
+    pub fn write_rows(&mut self, rows: ndarray::ArrayView3<T>) -> Result<()> {
+        self.rows.write_rows(rows)
+    }
+
+    pub fn finish(self) -> Result<()> {
+        let io_err = |e: io::Error| VolumeError::io(&self.path, e);
+        let tmp = self
+            .rows
+            .finish()?
+            .into_inner()
+            .map_err(|e| io_err(e.into_error()))?;
+        publish(tmp, &self.path).map_err(io_err)
     }
 }
 
