@@ -7,6 +7,7 @@
 # patch 192 x 112 x 112, ../shared/curvas/nnUNetPlans.json) at 1/8 of its width, untrained: what
 # is measured is the data path and its memory, not accuracy. Mirroring is off unless
 # STATAPP_MIRRORING=on (8 forward passes per tile). Prints wall time and peak RSS per stage.
+# Disk: about 40 GB under WORK (nine noisy xlarge members are ~3 GB each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 plans_src=${CURVAS_PLANS:-../shared/curvas/nnUNetPlans.json}
