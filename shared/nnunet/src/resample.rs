@@ -139,12 +139,20 @@ fn resize_axis(data: &Array3<f64>, axis: usize, new_len: usize, order: usize) ->
 /// skimage `resize(image, new_shape, order, mode='edge', anti_aliasing=False)` of a volume whose
 /// axes listed in `axes` change size (the others must not), clipped to the input range.
 fn resize(data: &Array3<f64>, new_shape: [usize; 3], order: usize, axes: &[usize]) -> Array3<f64> {
-    let (lo, hi) = data
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(*v), b.max(*v))
-        });
-    resize_within(data, new_shape, order, axes, (lo, hi))
+    resize_within(
+        data,
+        new_shape,
+        order,
+        axes,
+        value_range(data.iter().copied()),
+    )
+}
+
+/// The smallest and largest value (the range `resize` clips its output to).
+fn value_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    })
 }
 
 /// `resize` clipped to a given range (the whole volume's, when `data` is a block of it).
@@ -227,11 +235,7 @@ pub fn resample_image(
 /// so the same values as resizing the volume at once.
 fn resize_rows(data: &Array3<f32>, new_shape: [usize; 3], order: usize) -> Array3<f32> {
     const ROWS: usize = 16;
-    let (lo, hi) = data
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(f64::from(*v)), b.max(f64::from(*v)))
-        });
+    let (lo, hi) = value_range(data.iter().map(|v| f64::from(*v)));
     let mut out = Array3::zeros((new_shape[0], new_shape[1], new_shape[2]));
     for (mut o, block) in out
         .axis_chunks_iter_mut(Axis(0), ROWS)

@@ -233,26 +233,31 @@ impl NiftiImage {
     }
 }
 
-/// Reads a `.nii` or `.nii.gz` file (gzip is detected from the content, not the name).
-pub fn read_nifti(path: impl AsRef<Path>, options: &ReadOptions) -> Result<NiftiImage> {
-    let path = path.as_ref();
+/// A file's voxel stream (decompressed when its content is gzip, whatever its name) and whether
+/// it was gzipped.
+fn open_stream(path: &Path) -> Result<(Box<dyn Read + Send>, bool)> {
     let file = File::open(path).map_err(|e| VolumeError::io(path, e))?;
     let mut buffered = BufReader::with_capacity(1 << 20, file);
     let gzipped = buffered
         .fill_buf()
         .map_err(|e| VolumeError::io(path, e))?
         .starts_with(&[0x1f, 0x8b]);
-    if gzipped {
-        let decoder = MultiGzDecoder::new(buffered);
-        read_stream(
-            path,
-            BufReader::with_capacity(1 << 20, decoder),
-            true,
-            options,
-        )
+    let reader: Box<dyn Read + Send> = if gzipped {
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            MultiGzDecoder::new(buffered),
+        ))
     } else {
-        read_stream(path, buffered, false, options)
-    }
+        Box::new(buffered)
+    };
+    Ok((reader, gzipped))
+}
+
+/// Reads a `.nii` or `.nii.gz` file (gzip is detected from the content, not the name).
+pub fn read_nifti(path: impl AsRef<Path>, options: &ReadOptions) -> Result<NiftiImage> {
+    let path = path.as_ref();
+    let (reader, gzipped) = open_stream(path)?;
+    read_stream(path, reader, gzipped, options)
 }
 
 /// Reads a single-file NIfTI from bytes already in memory (for example an S3 object body).
@@ -268,6 +273,19 @@ pub fn read_nifti_bytes(name: &Path, bytes: &[u8], options: &ReadOptions) -> Res
     } else {
         read_stream(name, bytes, false, options)
     }
+}
+
+/// The geometry of a single-file NIfTI in memory, from its header only (the voxels are neither
+/// decompressed nor read).
+pub fn read_nifti_geometry_bytes(name: &Path, bytes: &[u8]) -> Result<Geometry> {
+    let gzipped = bytes.starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read + '_> = if gzipped {
+        Box::new(MultiGzDecoder::new(bytes))
+    } else {
+        Box::new(bytes)
+    };
+    let (header, dims) = read_header(name, &mut reader, gzipped, &ReadOptions::default())?;
+    Ok(Geometry::from_header(&header, dims))
 }
 
 /// A read error inside a gzip stream means the compressed file is cut short or damaged.
@@ -566,20 +584,7 @@ impl std::fmt::Debug for NiftiRowReader {
 impl NiftiRowReader {
     pub fn open(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Option<Self>> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| VolumeError::io(path, e))?;
-        let mut buffered = BufReader::with_capacity(1 << 20, file);
-        let gzipped = buffered
-            .fill_buf()
-            .map_err(|e| VolumeError::io(path, e))?
-            .starts_with(&[0x1f, 0x8b]);
-        let mut reader: Box<dyn Read + Send> = if gzipped {
-            Box::new(BufReader::with_capacity(
-                1 << 20,
-                MultiGzDecoder::new(buffered),
-            ))
-        } else {
-            Box::new(buffered)
-        };
+        let (mut reader, gzipped) = open_stream(path)?;
         let (header, dims) = read_header(path, &mut reader, gzipped, options)?;
         let scaled = Scaling::from_header(header.scl_slope, header.scl_inter).is_some();
         if header.datatype != 16 || scaled {

@@ -12,8 +12,8 @@ pub use error::{Result, VolumeError};
 pub use geometry::{Geometry, UNITS_MM_SEC};
 pub use io::{
     Element, NiftiFileWriter, NiftiImage, NiftiRowReader, NiftiRowWriter, ReadOptions, Scaling,
-    VoxelData, WriteOptions, encode_nifti, publish, read_nifti, read_nifti_bytes, write_atomic,
-    write_nifti, write_nifti_image, write_nifti_with,
+    VoxelData, WriteOptions, encode_nifti, publish, read_nifti, read_nifti_bytes,
+    read_nifti_geometry_bytes, write_atomic, write_nifti, write_nifti_image, write_nifti_with,
 };
 
 use ndarray::{Array3, s};
