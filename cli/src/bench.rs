@@ -169,10 +169,7 @@ fn fake_probabilities(annotations: &[Volume<u8>; 3], seed: u64) -> [Vec<f32>; 3]
 
 /// Peak resident memory of this process in MiB (Linux `VmHWM`), if known.
 pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    statapp_stages::memory::peak_rss_bytes().map(|b| b as f64 / 1024.0 / 1024.0)
 }
 
 fn report(what: &str, seconds: f64) {

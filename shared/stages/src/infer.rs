@@ -11,12 +11,12 @@
 //! to one process; a duplicated part rewrites the same bytes; a gather that finds parts missing
 //! re-queues itself with a delay and, after a while, re-sends the missing parts.
 
-use crate::StageError;
 use crate::dispatch::Outputs;
 use crate::ingest::registered_models;
 use crate::memory::{peak_rss_bytes, reset_peak};
 use crate::predictions;
 use crate::preprocessed::{self, ModelPlan, PreprocessedCase, get, read_rows};
+use crate::{StageError, input};
 use burn::tensor::Device;
 use ndarray::{Array4, s};
 use serde::{Deserialize, Serialize};
@@ -26,19 +26,17 @@ use statapp_model::infer::export_logits;
 use statapp_model::outputs::{PredictionRecord, encode_prediction};
 use statapp_model::predict::{PredictOptions, SlidingWindow, predict_partial};
 use statapp_model::unet::PlainConvUNet;
-use statapp_nnunet::cost::{LAMBDA_USD_PER_GB_S, LAMBDA_USD_PER_REQUEST, split, tile_flops};
+use statapp_nnunet::cost::{
+    LAMBDA_USD_PER_GB_S, LAMBDA_USD_PER_REQUEST, Workload, split, tile_flops,
+};
 use statapp_nnunet::model_dir::Mirroring;
 use statapp_nnunet::partial::Partial;
 use statapp_pipeline::jobs::{EnsembleJob, GatherJob, InferJob, Job, MetricsJob, Part};
 use statapp_pipeline::{Key, ObjectStore};
-use statapp_volume::{ReadOptions, read_nifti_bytes};
+use statapp_volume::read_nifti_geometry_bytes;
 use std::cell::RefCell;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn input(e: impl std::fmt::Display) -> StageError {
-    StageError::Input(e.to_string())
-}
 
 /// How the infer function runs, from its environment (`STATAPP_*`).
 #[derive(Debug, Clone, Copy)]
@@ -102,7 +100,10 @@ impl InferSettings {
             mirroring: env("STATAPP_MIRRORING", d.mirroring)?,
             budget_s: env("STATAPP_INFER_BUDGET_S", d.budget_s)?,
             gflops: env("STATAPP_INFER_GFLOPS", d.gflops)?,
-            gather_delay: Duration::from_secs_f64(env("STATAPP_GATHER_DELAY_S", 30.0)?),
+            gather_delay: Duration::from_secs_f64(env(
+                "STATAPP_GATHER_DELAY_S",
+                d.gather_delay.as_secs_f64(),
+            )?),
             resend_every: env("STATAPP_GATHER_RESEND", d.resend_every)?.max(1),
             max_attempts: env("STATAPP_GATHER_ATTEMPTS", d.max_attempts)?,
             memory_mb: env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", d.memory_mb)?,
@@ -195,15 +196,21 @@ fn setup(
 }
 
 impl Setup {
-    fn seconds_per_tile(&self, settings: &InferSettings) -> f64 {
-        let views = 1usize << self.opts.mirrored().len();
-        tile_flops(&self.plan.info.network, self.sw.patch) * views as f64 / (settings.gflops * 1e9)
+    /// The prediction as the cost model sees it (the same estimate as `statapp plan-inference`).
+    fn workload(&self) -> Workload {
+        Workload {
+            shape: self.sw.image_shape,
+            patch: self.sw.patch,
+            step: self.opts.step,
+            views: 1 << self.opts.mirrored().len(),
+            flops_per_view: tile_flops(&self.plan.info.network, self.sw.patch),
+        }
     }
 
     fn parts(&self, settings: &InferSettings) -> Vec<Part> {
         let ranges = split(
             self.sw.tiles.len(),
-            self.seconds_per_tile(settings),
+            self.workload().seconds_per_tile(settings.gflops),
             settings.budget_s,
             self.opts.tile_batch,
         );
@@ -272,6 +279,32 @@ pub struct PartRun {
     pub peak_rss_bytes: Option<u64>,
 }
 
+impl PartRun {
+    /// The part's cost so far: seconds since `started`, this job's peak memory.
+    fn measured(part: &Part, started: Instant) -> Self {
+        Self {
+            index: part.index,
+            tiles: [part.start, part.end],
+            seconds: started.elapsed().as_secs_f64(),
+            peak_rss_bytes: peak_rss_bytes(),
+        }
+    }
+}
+
+/// Queues part `part` of the (case, model) prediction.
+fn send_part(
+    out: Outputs,
+    case: &str,
+    model: &str,
+    plan: &str,
+    part: Part,
+) -> Result<(), StageError> {
+    let mut job = InferJob::new(case, model, Some(plan.to_string()));
+    job.part = Some(part);
+    out.infer.send(&Job::Infer(job).to_json())?;
+    Ok(())
+}
+
 pub fn handle_infer(
     job: &InferJob,
     store: &dyn ObjectStore,
@@ -298,9 +331,7 @@ pub fn handle_infer(
     let parts = su.parts(settings);
     if parts.len() > 1 {
         for p in &parts {
-            let mut part_job = InferJob::new(case, model, Some(su.plan.digest.clone()));
-            part_job.part = Some(*p);
-            out.infer.send(&Job::Infer(part_job).to_json())?;
+            send_part(out, case, model, &su.plan.digest, *p)?;
         }
         let gather = GatherJob {
             case: case.clone(),
@@ -321,12 +352,7 @@ pub fn handle_infer(
     let net = network(store, &su.plan, device)?;
     let part = parts[0];
     let sums = su.predict_part(store, &net, &part, device)?;
-    let run = PartRun {
-        index: 0,
-        tiles: [part.start, part.end],
-        seconds: started.elapsed().as_secs_f64(),
-        peak_rss_bytes: peak_rss_bytes(),
-    };
+    let run = PartRun::measured(&part, started);
     let mut load = |_: &Part, _| Ok(std::borrow::Cow::Borrowed(&sums));
     gather_export(store, &su, case, &parts, &mut load, vec![run], settings)?;
     follow_up(store, case, model, false, out)
@@ -346,12 +372,7 @@ fn run_part(
     }
     let net = network(store, &su.plan, device)?;
     let sums = su.predict_part(store, &net, part, device)?;
-    let run = PartRun {
-        index: part.index,
-        tiles: [part.start, part.end],
-        seconds: started.elapsed().as_secs_f64(),
-        peak_rss_bytes: peak_rss_bytes(),
-    };
+    let run = PartRun::measured(part, started);
     // the sums by the gather's row blocks, so the gather reads each block's sums once
     let (origin, shape) = (sums.origin, sums.shape());
     for (b, [z0, z1]) in su.blocks(part) {
@@ -432,13 +453,9 @@ fn gather_export(
     let config = su.plan.configuration()?;
     let info = &su.plan.info;
     let image_key = format!("cases/{case}/image.nii.gz");
-    let geometry = read_nifti_bytes(
-        Path::new(&image_key),
-        &get(store, &image_key)?,
-        &ReadOptions::default(),
-    )
-    .map_err(input)?
-    .geometry;
+    // the header is enough: the image's voxels are on the network's grid in `preprocessed/`
+    let geometry = read_nifti_geometry_bytes(Path::new(&image_key), &get(store, &image_key)?)
+        .map_err(input)?;
     let record = PredictionRecord::new(
         info,
         info.prediction_checkpoint(),
@@ -583,9 +600,7 @@ fn wait_for_parts(
     let attempt = job.attempt + 1;
     if attempt.is_multiple_of(settings.resend_every) {
         for p in missing {
-            let mut part_job = InferJob::new(&job.case, &job.model, Some(job.plan.clone()));
-            part_job.part = Some(*p);
-            out.infer.send(&Job::Infer(part_job).to_json())?;
+            send_part(out, &job.case, &job.model, &job.plan, *p)?;
         }
         tracing::warn!(case = %job.case, model = %job.model, missing = missing.len(), "parts sent again");
     }

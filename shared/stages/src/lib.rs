@@ -16,6 +16,11 @@ pub mod predictions;
 pub mod preprocessed;
 pub mod score;
 
+/// A stage input that cannot be used, with what was wrong with it.
+pub(crate) fn input(e: impl std::fmt::Display) -> StageError {
+    StageError::Input(e.to_string())
+}
+
 /// Failure of one message; the message is left for redelivery (and, after the configured number
 /// of receives, the dead-letter queue).
 #[derive(Debug, thiserror::Error)]

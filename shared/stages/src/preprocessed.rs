@@ -6,7 +6,7 @@
 //! digest) written last. Models sharing a plan share the preprocessed case; the plan digest is
 //! the sha256 of the model's `plans.json` bytes and configuration name.
 
-use crate::StageError;
+use crate::{StageError, input};
 use ndarray::{Array3, s};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -72,10 +72,6 @@ pub(crate) fn get(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>, StageEr
     store
         .get(&k)?
         .ok_or_else(|| StageError::Input(format!("{k}: missing")))
-}
-
-fn input(e: impl std::fmt::Display) -> StageError {
-    StageError::Input(e.to_string())
 }
 
 /// Reads `models/<model>/{model.json,plans.json}`.
