@@ -1,14 +1,13 @@
 //! Ensembling (METRICS.md §16, nnU-Net `ensemble_folders`): the unweighted mean of the members'
 //! probabilities, the segmentation as the argmax of the mean (ties to the lower label).
 //!
-//! Members are read one organ map at a time and summed in f64, so memory stays near two volumes
-//! of probabilities whatever the member count, and the mean does not depend on member order (the
-//! f64 sum of at most a few dozen f32 values is exact in practice, and rounded once to f32).
+//! Members are streamed a block of rows at a time and summed in f64, so memory holds one block
+//! of each member whatever the volume, and the mean does not depend on member order (the f64 sum
+//! of at most a few dozen f32 values is exact in practice, and rounded once to f32).
 
 use ndarray::Array3;
 use statapp_volume::{
-    Geometry, NiftiFileWriter, NiftiRowReader, ReadOptions, Volume, VolumeError, WriteOptions,
-    read_nifti, write_nifti,
+    NiftiFileWriter, NiftiRowReader, ReadOptions, Volume, VolumeError, WriteOptions, write_nifti,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,46 +52,6 @@ pub fn argmax_labels(p: [&Array3<f32>; 3]) -> Array3<u8> {
             *l = best as u8;
         });
     out
-}
-
-/// Mean probability maps of the member directories and their argmax segmentation.
-pub fn ensemble(members: &[PathBuf]) -> Result<([Volume<f32>; 3], Volume<u8>), EnsembleError> {
-    let first = members.first().ok_or(EnsembleError::NoMembers)?;
-    let opts = ReadOptions::default();
-    let mut reference: Option<(Geometry, PathBuf)> = None;
-    let mut means = Vec::with_capacity(3);
-    for file in PROB_FILES {
-        let mut acc: Option<Array3<f64>> = None;
-        for m in members {
-            let path = m.join(file);
-            let v = read_nifti(&path, &opts)?.into_f32();
-            match &reference {
-                Some((g, p)) => g.ensure_same_grid(p, v.geometry(), &path)?,
-                None => reference = Some((v.geometry().clone(), path.clone())),
-            }
-            match &mut acc {
-                Some(a) => ndarray::Zip::from(a)
-                    .and(v.data())
-                    .for_each(|s, x| *s += f64::from(*x)),
-                None => acc = Some(v.data().mapv(f64::from)),
-            }
-        }
-        let n = members.len() as f64;
-        let mean = acc.map(|a| a.mapv(|s| (s / n) as f32));
-        means.push(mean.unwrap_or_default());
-    }
-    let geometry = match reference {
-        Some((g, _)) => g,
-        None => read_nifti(first.join(PROB_FILES[0]), &opts)?.geometry,
-    };
-    let labels = argmax_labels([&means[0], &means[1], &means[2]]);
-    let mut vols = means.into_iter().map(|m| Volume::new(m, geometry.clone()));
-    let probs = [
-        vols.next().ok_or(EnsembleError::NoMembers)??,
-        vols.next().ok_or(EnsembleError::NoMembers)??,
-        vols.next().ok_or(EnsembleError::NoMembers)??,
-    ];
-    Ok((probs, Volume::new(labels, geometry)?))
 }
 
 /// Rows read, averaged and written at a time by `ensemble_to_dir`.
@@ -211,6 +170,47 @@ pub fn strategies(model_ids: &[String]) -> BTreeMap<String, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use statapp_volume::{Geometry, read_nifti};
+
+    /// The whole-volume ensemble the streamed one replaced: the reference its bytes are held to.
+    fn ensemble(members: &[PathBuf]) -> Result<([Volume<f32>; 3], Volume<u8>), EnsembleError> {
+        let first = members.first().ok_or(EnsembleError::NoMembers)?;
+        let opts = ReadOptions::default();
+        let mut reference: Option<(Geometry, PathBuf)> = None;
+        let mut means = Vec::with_capacity(3);
+        for file in PROB_FILES {
+            let mut acc: Option<Array3<f64>> = None;
+            for m in members {
+                let path = m.join(file);
+                let v = read_nifti(&path, &opts)?.into_f32();
+                match &reference {
+                    Some((g, p)) => g.ensure_same_grid(p, v.geometry(), &path)?,
+                    None => reference = Some((v.geometry().clone(), path.clone())),
+                }
+                match &mut acc {
+                    Some(a) => ndarray::Zip::from(a)
+                        .and(v.data())
+                        .for_each(|s, x| *s += f64::from(*x)),
+                    None => acc = Some(v.data().mapv(f64::from)),
+                }
+            }
+            let n = members.len() as f64;
+            let mean = acc.map(|a| a.mapv(|s| (s / n) as f32));
+            means.push(mean.unwrap_or_default());
+        }
+        let geometry = match reference {
+            Some((g, _)) => g,
+            None => read_nifti(first.join(PROB_FILES[0]), &opts)?.geometry,
+        };
+        let labels = argmax_labels([&means[0], &means[1], &means[2]]);
+        let mut vols = means.into_iter().map(|m| Volume::new(m, geometry.clone()));
+        let probs = [
+            vols.next().ok_or(EnsembleError::NoMembers)??,
+            vols.next().ok_or(EnsembleError::NoMembers)??,
+            vols.next().ok_or(EnsembleError::NoMembers)??,
+        ];
+        Ok((probs, Volume::new(labels, geometry)?))
+    }
 
     fn write_member(dir: &Path, g: &Geometry, seed: u32) {
         let probs: Vec<Volume<f32>> = (0..3)
