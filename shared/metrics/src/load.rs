@@ -144,5 +144,5 @@ pub fn load_case(
 /// Loads and scores a case.
 pub fn score_files(paths: &CasePaths, roi_mode: RoiMode) -> Result<CaseMetrics, MetricsError> {
     let (arrays, meta) = crate::compute::timed("load", || load_case(paths, roi_mode))?;
-    Ok(crate::compute::timed("compute", || compute(&arrays, meta)))
+    Ok(crate::compute::timed("compute", || compute(arrays, meta)))
 }

@@ -1,10 +1,11 @@
 //! Ranking metrics over millions of voxels: AUROC (§10) and risk-coverage curves (§11).
 //!
-//! Voxels are sorted once per key with a stable LSD radix sort on the f32 key, carrying a few
-//! payload bits (labels) with each voxel. Stability keeps ties in voxel order, which is what a
-//! stable argsort does and what the order-dependent ValUES/statapp loops need.
+//! Voxels are sorted once per key on (f32 key, voxel index), so ties stay in voxel order, which
+//! is what a stable argsort does and what the order-dependent ValUES/statapp loops need.
 
-/// A voxel in sort order: the sortable f32 key in the high 32 bits, payload flags in the low bits.
+use rayon::prelude::*;
+
+/// A voxel in sort order: the sortable f32 key in the high 32 bits, its index in the low bits.
 pub type Item = u64;
 
 /// Maps an f32 to a u32 whose unsigned order is the float order (-0.0 is folded onto +0.0).
@@ -39,32 +40,45 @@ pub fn payload_of(i: Item) -> u32 {
     i as u32
 }
 
-/// Stable sort by the key (high 32 bits) only: 3 passes of 11 bits, histograms counted in one
-/// read of the items.
-pub fn radix_sort(items: &mut Vec<Item>) {
-    let mut count = [[0usize; 2048]; 3];
+/// Sorts by key, then payload, in place (no second buffer: an organ's items of a full-size CT
+/// are most of a gigabyte). With the voxel index as payload this is the stable sort by key.
+/// One in-place pass moves the items into buckets by their top 11 bits (an American flag
+/// sort); the buckets are then sorted in parallel.
+pub fn sort_items(items: &mut [Item]) {
+    const SHIFT: u32 = 64 - 11;
+    let digit = |v: Item| (v >> SHIFT) as usize;
+    let mut end = [0usize; 1 << 11];
     for it in items.iter() {
-        for (pass, c) in count.iter_mut().enumerate() {
-            c[((it >> (32 + pass * 11)) & 0x7FF) as usize] += 1;
+        end[digit(*it)] += 1;
+    }
+    let mut start = end;
+    let mut at = 0;
+    for (s, e) in start.iter_mut().zip(end.iter_mut()) {
+        (*s, *e) = (at, at + *e);
+        at = *e;
+    }
+    let mut head = start;
+    for b in 0..head.len() {
+        while head[b] < end[b] {
+            let mut v = items[head[b]];
+            let mut d = digit(v);
+            while d != b {
+                std::mem::swap(&mut v, &mut items[head[d]]);
+                head[d] += 1;
+                d = digit(v);
+            }
+            items[head[b]] = v;
+            head[b] += 1;
         }
     }
-    let mut buf = vec![0u64; items.len()];
-    for (pass, c) in count.iter_mut().enumerate() {
-        if c.contains(&items.len()) {
-            continue; // every key has the same digit: nothing moves
-        }
-        let mut start = 0;
-        for slot in c.iter_mut() {
-            (*slot, start) = (start, start + *slot);
-        }
-        let shift = 32 + pass * 11;
-        for it in items.iter() {
-            let d = ((it >> shift) & 0x7FF) as usize;
-            buf[c[d]] = *it;
-            c[d] += 1;
-        }
-        std::mem::swap(items, &mut buf);
+    let mut buckets = Vec::new();
+    let mut rest = items;
+    for (s, e) in start.iter().zip(end.iter()) {
+        let (bucket, tail) = rest.split_at_mut(e - s);
+        buckets.push(bucket);
+        rest = tail;
     }
+    buckets.into_par_iter().for_each(|b| b.sort_unstable());
 }
 
 /// Runs of equal keys in sorted items: `(key, start, end)`.
@@ -108,13 +122,13 @@ impl SortedOrgan {
     /// below that).
     pub fn new(prob: &[f32], flags: &[u8]) -> Self {
         let mut items: Vec<Item> = prob
-            .iter()
+            .par_iter()
             .enumerate()
             .map(|(i, p)| item(*p, i as u32))
             .collect();
-        radix_sort(&mut items);
+        sort_items(&mut items);
         let flags = items
-            .iter()
+            .par_iter()
             .map(|it| flags[payload_of(*it) as usize])
             .collect();
         Self { items, flags }
@@ -498,7 +512,7 @@ mod tests {
             .enumerate()
             .map(|(i, c)| item(*c, i as u32))
             .collect();
-        radix_sort(&mut items);
+        sort_items(&mut items);
         groups(&items)
             .map(|(_, s, e)| Group {
                 count: e - s,
@@ -512,17 +526,47 @@ mod tests {
     }
 
     #[test]
-    fn radix_sort_is_stable_and_ordered() {
+    fn sort_is_stable_by_key() {
         let keys = [0.5f32, -1.0, 0.0, -0.0, 1e-30, 0.5, 3.0, f32::MIN_POSITIVE];
         let mut items: Vec<Item> = keys
             .iter()
             .enumerate()
             .map(|(i, k)| item(*k, i as u32))
             .collect();
-        radix_sort(&mut items);
+        sort_items(&mut items);
         let order: Vec<u32> = items.iter().map(|i| payload_of(*i)).collect();
         assert_eq!(order, vec![1, 2, 3, 7, 4, 0, 5, 6]);
         assert_eq!(unsortable(sortable(-2.5)), -2.5);
+    }
+
+    #[test]
+    fn bucketed_sort_equals_a_stable_sort_by_key() {
+        // many ties, keys across every exponent of [0, 1] and a few negatives and above 1
+        let mut state = 11u64;
+        let keys: Vec<f32> = (0..200_000)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+                match state % 5 {
+                    0 => (u * 8.0).round() / 8.0,
+                    1 => u.powi(40),
+                    2 => u - 0.5,
+                    _ => u * 1.5,
+                }
+            })
+            .collect();
+        let mut items: Vec<Item> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| item(*k, i as u32))
+            .collect();
+        sort_items(&mut items);
+        let mut expected: Vec<u32> = (0..keys.len() as u32).collect();
+        expected.sort_by_key(|i| sortable(keys[*i as usize]));
+        let order: Vec<u32> = items.iter().map(|i| payload_of(*i)).collect();
+        assert_eq!(order, expected);
     }
 
     fn auroc_of(probs: &[f32], labels: &[u8]) -> f64 {

@@ -24,7 +24,7 @@ fn everything_empty() {
         probabilities: [vec![0.0; n], vec![0.0; n], vec![0.0; n]],
         prediction: None,
     };
-    let m = compute(&case, meta(dims));
+    let m = compute(case, meta(dims));
     let doc = serde_json::to_value(&m).unwrap();
     for k in ["1", "2", "3"] {
         let o = &doc["organs"][k];
@@ -60,7 +60,7 @@ fn prediction_missing_an_organ_gives_infinite_distance() {
         probabilities: [vec![0.0; 16], vec![0.25; 16], vec![0.0; 16]],
         prediction: Some(vec![0; 16]),
     };
-    let doc = serde_json::to_value(compute(&case, meta(dims))).unwrap();
+    let doc = serde_json::to_value(compute(case, meta(dims))).unwrap();
     let kidney = &doc["organs"]["2"];
     assert_eq!(kidney["dice"], 0.0);
     assert_eq!(kidney["hausdorff"]["per_annotator"]["1"]["hd95_mm"], "inf");
