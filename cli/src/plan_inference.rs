@@ -3,7 +3,7 @@
 //! (`statapp_nnunet::cost`; the infer stage splits with the same figures).
 
 use anyhow::{Context, Result, bail};
-use statapp_nnunet::cost::{Assumptions, Workload, estimate, split, tile_flops};
+use statapp_nnunet::cost::{Assumptions, Workload, estimate, split_bounded, tile_flops};
 use statapp_nnunet::model_dir::UNetConfig;
 use statapp_nnunet::plans::compute_new_shape;
 use statapp_nnunet::plans_file::Plans;
@@ -53,6 +53,9 @@ pub struct Args {
     /// Seconds a single job may compute before the infer stage splits (STATAPP_INFER_BUDGET_S).
     #[arg(long, default_value_t = 600.0)]
     budget_s: f64,
+    /// The most memory one part's sums may take, MB (STATAPP_PART_SUMS_MB).
+    #[arg(long, default_value_t = 2048.0)]
+    part_sums_mb: f64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -97,11 +100,13 @@ pub fn run(args: Args) -> Result<()> {
         max_function_s: 900.0,
     };
     let options = estimate(&w, &a, args.workers);
-    let stage_parts = split(
-        w.tiles(),
-        w.seconds_per_tile(a.function_gflops),
-        args.budget_s,
+    let stage_parts = split_bounded(
+        &w.tile_starts(),
+        w.patch,
+        args.classes + 1,
+        (w.seconds_per_tile(a.function_gflops), args.budget_s),
         1,
+        args.part_sums_mb * 1024.0 * 1024.0,
     )
     .len();
     if args.json {
@@ -110,6 +115,7 @@ pub fn run(args: Args) -> Result<()> {
             "gflop_per_view": w.flops_per_view / 1e9,
             "seconds_per_tile": w.seconds_per_tile(a.function_gflops),
             "infer_stage_parts_at_budget": stage_parts, "budget_s": args.budget_s,
+            "part_sums_mb": args.part_sums_mb,
             "assumptions": a, "options": options,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -125,8 +131,8 @@ pub fn run(args: Args) -> Result<()> {
         a.function_gflops
     );
     println!(
-        "the infer stage splits this into {stage_parts} parts at a {} s budget",
-        args.budget_s
+        "the infer stage splits this into {stage_parts} parts at a {} s budget and {} MB of sums per part",
+        args.budget_s, args.part_sums_mb
     );
     println!(
         "{:<32} {:>6} {:>6} {:>10} {:>12} {:>9} {:>5}",

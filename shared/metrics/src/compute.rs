@@ -565,37 +565,32 @@ fn organ_metrics(
         let c = (0..3).filter(|a| ann[*a][i] == k).count() as f64 / 3.0;
         c * (1.0 - c)
     };
-    // the transforms, the rankings and the NCC are independent: side by side, so the other
-    // core has work while the largest organ finishes
-    let (hausdorff, (((auroc, compat_auroc, compat_aurc, compat_eaurc), risk_coverage), organ_ncc)) =
+    // the transforms first, then the rankings beside the NCC: the transforms (8 bytes per box
+    // voxel, the box as large as the ROI for a poor prediction) and the sorted voxels (10 per
+    // ROI voxel) side by side would take a full-size CT past 3 GB
+    let hausdorff = timed(&format!("organ {k} hausdorff"), || {
+        organ_hausdorff(case, labels, k, spacing)
+    });
+    let (((auroc, compat_auroc, compat_aurc, compat_eaurc), risk_coverage), organ_ncc) =
         rayon::join(
             || {
-                timed(&format!("organ {k} hausdorff"), || {
-                    organ_hausdorff(case, labels, k, spacing)
-                })
-            },
-            || {
+                let sorted = timed(&format!("organ {k} sort"), || {
+                    SortedOrgan::new(prob, &flags)
+                });
                 rayon::join(
                     || {
-                        let sorted = timed(&format!("organ {k} sort"), || {
-                            SortedOrgan::new(prob, &flags)
-                        });
-                        rayon::join(
-                            || {
-                                timed(&format!("organ {k} by probability"), || {
-                                    by_probability(&sorted, total_risk)
-                                })
-                            },
-                            || {
-                                timed(&format!("organ {k} by confidence"), || {
-                                    by_decision_confidence(&sorted, errors)
-                                })
-                            },
-                        )
+                        timed(&format!("organ {k} by probability"), || {
+                            by_probability(&sorted, total_risk)
+                        })
                     },
-                    || ncc_by(n, variance, |i| binary_entropy(prob[i])),
+                    || {
+                        timed(&format!("organ {k} by confidence"), || {
+                            by_decision_confidence(&sorted, errors)
+                        })
+                    },
                 )
             },
+            || ncc_by(n, variance, |i| binary_entropy(prob[i])),
         );
 
     OrganResult {

@@ -4,7 +4,9 @@
 use crate::compute::{CaseArrays, CaseMeta, compute};
 use crate::report::CaseMetrics;
 use crate::roi::{Roi, RoiMode};
-use statapp_volume::{Geometry, NiftiRowReader, ReadOptions, Volume, VolumeError, read_nifti};
+use statapp_volume::{
+    Geometry, NiftiRowReader, ReadOptions, Volume, VolumeError, read_nifti, read_nifti_geometry,
+};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,10 +98,9 @@ pub fn load_case(
         }
     };
     if roi_mode != RoiMode::Ct {
-        // an unused CT is still validated, so a bad upload is reported
+        // an unused CT's grid is still checked (its header: the voxels would be a gigabyte)
         if let Some(path) = &paths.ct {
-            let ct = read_nifti(path, &opts)?;
-            check_shape(path, &ct.geometry, shape)?;
+            check_shape(path, &read_nifti_geometry(path)?, shape)?;
         }
     }
     let annotations = [&a1, &a2, &a3].map(|a| roi.crop(a.data()));

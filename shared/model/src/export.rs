@@ -1,9 +1,10 @@
 //! nnU-Net's export row block by row block: logits of consecutive rows (axis 0) of the network's
-//! grid in, probability maps and labels of the matching rows of the image's grid out, streamed
-//! into gzipped NIfTI files. Possible when a network row is an image row (no transpose and no
-//! resampling along axis 0, as for CURVAS: 1 mm slices in the data and the plan); the bytes are
-//! those of the whole-volume export (`infer::export_logits` + `outputs::encode_prediction`):
-//! linear resampling within a row block gives the same lanes, softmax and argmax are per voxel.
+//! grid in, probability maps and labels of the image's grid out as soon as their rows are
+//! complete, streamed into gzipped NIfTI files. Possible without a transpose, and with rows
+//! resampled (CURVAS's 0.6 mm scans on its 1 mm plan) when every image row reads at most two
+//! consecutive network rows (`RowResampler`). The bytes are those of the whole-volume export
+//! (`infer::export_logits` + `outputs::encode_prediction`): the same lanes are interpolated,
+//! softmax and argmax are per voxel.
 
 use crate::infer::argmax;
 use crate::outputs::{PREDICTION_JSON, PredictionRecord};
@@ -14,7 +15,7 @@ use statapp_nnunet::model_dir::ModelInfo;
 use statapp_nnunet::model_dir::probability_file;
 use statapp_nnunet::plans_file::{Configuration, Plans};
 use statapp_nnunet::preprocess::CaseProperties;
-use statapp_nnunet::resample::{resample_image, separate_axis};
+use statapp_nnunet::resample::{RowResampler, resample_image, separate_axis};
 use statapp_volume::{Geometry, NiftiRowWriter, WriteOptions};
 
 /// A row-block export in progress.
@@ -26,7 +27,9 @@ pub struct RowExport {
     classes: Vec<String>,
     maps: Vec<NiftiRowWriter<f32>>,
     labels: NiftiRowWriter<u8>,
-    /// Network rows received so far.
+    /// One per class when rows are resampled.
+    rows: Option<Vec<RowResampler>>,
+    /// Image rows (of the crop box) written so far.
     received: usize,
 }
 
@@ -35,21 +38,53 @@ fn err(e: impl std::fmt::Display) -> PredictError {
 }
 
 impl RowExport {
-    /// Whether rows of the network grid of shape `net_shape` map one to one onto image rows.
-    pub fn supported(plans: &Plans, props: &CaseProperties, net_shape: [usize; 3]) -> bool {
+    /// Whether the network grid of shape `net_shape` exports row block by row block.
+    pub fn supported(
+        plans: &Plans,
+        config: &Configuration,
+        props: &CaseProperties,
+        net_shape: [usize; 3],
+    ) -> bool {
         plans.transpose_forward == [0, 1, 2]
             && plans.transpose_backward == [0, 1, 2]
-            && net_shape[0] == props.shape_after_cropping_and_before_resampling[0]
+            && (net_shape[0] == props.shape_after_cropping_and_before_resampling[0]
+                || Self::row_resampler(config, props, net_shape[0]).is_some())
     }
 
+    fn row_resampler(
+        config: &Configuration,
+        props: &CaseProperties,
+        net_rows: usize,
+    ) -> Option<RowResampler> {
+        let separate = separate_axis(config.spacing, props.spacing);
+        let cropped = props.shape_after_cropping_and_before_resampling;
+        RowResampler::new(net_rows, cropped, 1, separate)
+    }
+
+    /// `net_rows`: rows of the network grid that will be pushed.
     pub fn new(
         info: &ModelInfo,
         config: &Configuration,
         props: &CaseProperties,
         geometry: &Geometry,
         accumulation: Accumulation,
+        net_rows: usize,
     ) -> Result<Self, PredictError> {
         let w = WriteOptions::default();
+        let rows = if net_rows == props.shape_after_cropping_and_before_resampling[0] {
+            None
+        } else {
+            let one = || {
+                Self::row_resampler(config, props, net_rows).ok_or_else(|| {
+                    PredictError("rows of this plan and case do not resample row by row".into())
+                })
+            };
+            Some(
+                (0..info.classes.len())
+                    .map(|_| one())
+                    .collect::<Result<_, _>>()?,
+            )
+        };
         let mut out = Self {
             props: props.clone(),
             separate: separate_axis(config.spacing, props.spacing),
@@ -59,6 +94,7 @@ impl RowExport {
                 .map(|_| NiftiRowWriter::new(geometry, &w))
                 .collect(),
             labels: NiftiRowWriter::new(geometry, &w),
+            rows,
             received: 0,
         };
         // image rows before the crop box: background everywhere
@@ -81,17 +117,28 @@ impl RowExport {
     pub fn push(&mut self, logits: ArrayView4<f32>) -> Result<(), PredictError> {
         let n = logits.dim().1;
         let cropped = self.props.shape_after_cropping_and_before_resampling;
-        let resampled: Vec<Array3<f32>> = logits
-            .outer_iter()
-            .map(|c| {
-                let mut r =
-                    resample_image(&c.to_owned(), [n, cropped[1], cropped[2]], 1, self.separate);
-                if self.f16 {
-                    r.mapv_inplace(|v| half::f16::from_f32(v).to_f32());
-                }
-                r
-            })
-            .collect();
+        let mut resampled: Vec<Array3<f32>> = match &mut self.rows {
+            Some(rows) => rows
+                .iter_mut()
+                .zip(logits.outer_iter())
+                .map(|(r, c)| r.push(c))
+                .collect(),
+            None => logits
+                .outer_iter()
+                .map(|c| {
+                    resample_image(&c.to_owned(), [n, cropped[1], cropped[2]], 1, self.separate)
+                })
+                .collect(),
+        };
+        let n = resampled.first().map_or(0, |r| r.dim().0);
+        if n == 0 {
+            return Ok(());
+        }
+        if self.f16 {
+            for r in &mut resampled {
+                r.mapv_inplace(|v| half::f16::from_f32(v).to_f32());
+            }
+        }
         let views: Vec<_> = resampled.iter().map(|a| a.view()).collect();
         let probs = softmax(&ndarray::stack(Axis(0), &views).map_err(err)?);
         drop(resampled);

@@ -3,6 +3,7 @@
 //! of running it (fan-out over N functions, one function, one GPU instance).
 
 use crate::model_dir::UNetConfig;
+use crate::partial::bounding_box;
 use crate::sliding::{padding, tiles};
 use serde::Serialize;
 
@@ -61,9 +62,14 @@ pub struct Workload {
 
 impl Workload {
     pub fn tiles(&self) -> usize {
+        self.tile_starts().len()
+    }
+
+    /// The sliding window's tiles on the padded grid, in the infer stage's order.
+    pub fn tile_starts(&self) -> Vec<[usize; 3]> {
         let pad = padding(self.shape, self.patch);
         let padded = std::array::from_fn(|a| self.shape[a] + pad[a].0 + pad[a].1);
-        tiles(padded, self.patch, self.step).len()
+        tiles(padded, self.patch, self.step)
     }
 
     /// Seconds of one tile (every view) at `gflops` sustained.
@@ -85,9 +91,39 @@ pub fn split(
     let fit = (budget_s / seconds_per_tile.max(f64::MIN_POSITIVE)).floor() as usize;
     // whole batches within the budget, at least one
     let per_part = (fit / batch * batch).max(batch);
-    let count = tiles.div_ceil(per_part).max(1);
-    // spread evenly, in whole batches
+    split_into(tiles, tiles.div_ceil(per_part), batch)
+}
+
+/// [`split`], then more parts until the exact sums of every part (i64 per channel over the box of
+/// its tiles, `starts` of size `patch`) take at most `max_sums_bytes`: a job must fit its
+/// function's memory whatever the time estimate says.
+pub fn split_bounded(
+    starts: &[[usize; 3]],
+    patch: [usize; 3],
+    channels: usize,
+    (seconds_per_tile, budget_s): (f64, f64),
+    batch: usize,
+    max_sums_bytes: f64,
+) -> Vec<(usize, usize)> {
+    let tiles = starts.len();
+    let bytes = |(a, b): (usize, usize)| {
+        let voxels: usize = bounding_box(&starts[a..b], patch).1.iter().product();
+        (voxels * channels * std::mem::size_of::<i64>()) as f64
+    };
+    let mut ranges = split(tiles, seconds_per_tile, budget_s, batch);
+    let batches = tiles.div_ceil(batch.max(1));
+    while ranges.len() < batches && ranges.iter().any(|r| bytes(*r) > max_sums_bytes) {
+        ranges = split_into(tiles, (ranges.len() + 1).max(ranges.len() * 5 / 4), batch);
+    }
+    ranges
+}
+
+/// Splits `tiles` into `count` contiguous parts (fewer if there are fewer batches), spread evenly
+/// in whole batches of `batch` tiles.
+pub fn split_into(tiles: usize, count: usize, batch: usize) -> Vec<(usize, usize)> {
+    let batch = batch.max(1);
     let batches = tiles.div_ceil(batch);
+    let count = count.clamp(1, batches.max(1));
     (0..count)
         .map(|i| {
             let (a, b) = (
@@ -221,5 +257,29 @@ mod tests {
         }
         assert_eq!(split(729, 20.0, 600.0, 1).len(), 25);
         assert_eq!(split(5, 1.0, 100.0, 1), vec![(0, 5)]);
+    }
+
+    #[test]
+    fn bounded_parts_fit_their_memory() {
+        let w = Workload {
+            shape: [400, 300, 300],
+            patch: [96, 96, 96],
+            step: 0.5,
+            views: 1,
+            flops_per_view: 1e9,
+        };
+        let starts = w.tile_starts();
+        let patch_bytes = 96.0 * 96.0 * 96.0 * 5.0 * 8.0;
+        // time alone allows one part; the sums of the whole grid take ~1.4 GB
+        assert_eq!(split(starts.len(), 0.01, 600.0, 1).len(), 1);
+        for limit in [4.0 * patch_bytes, 20.0 * patch_bytes] {
+            let parts = split_bounded(&starts, w.patch, 5, (0.01, 600.0), 1, limit);
+            assert!(parts.len() > 1);
+            assert_eq!((parts[0].0, parts[parts.len() - 1].1), (0, starts.len()));
+            for (a, b) in &parts {
+                let voxels: usize = bounding_box(&starts[*a..*b], w.patch).1.iter().product();
+                assert!(voxels as f64 * 40.0 <= limit, "{a}..{b}");
+            }
+        }
     }
 }

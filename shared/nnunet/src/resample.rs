@@ -40,7 +40,7 @@ fn prefilter(c: &mut [f64]) {
 }
 
 /// Taps of one output sample: up to 4 input (or padded coefficient) indices and weights.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Taps {
     index: [usize; 4],
     weight: [f64; 4],
@@ -252,6 +252,103 @@ fn resize_rows(data: &Array3<f32>, new_shape: [usize; 3], order: usize) -> Array
         o.assign(&r.mapv(|v| v as f32));
     }
     out
+}
+
+/// [`resample_image`] for rows (axis 0) that arrive in order, for exports that cannot hold the
+/// volume: output rows are returned as soon as the input rows they read have arrived. Order 0
+/// or 1 along rows (every output row reads at most two consecutive input rows), with no
+/// separate axis or with rows as the separate axis; the values are those of the whole-volume
+/// call (the clip range is that of the rows received so far, which for these orders can differ
+/// from the whole volume's only where a value is rounded past its own inputs).
+#[derive(Debug)]
+pub struct RowResampler {
+    plane: [usize; 2],
+    order: usize,
+    separate: bool,
+    taps: Vec<Taps>,
+    /// Input rows kept for outputs still to come, as `(index, row)`: raw in f64, or resampled
+    /// in-plane when rows are the separate axis.
+    window: Vec<(usize, Array3<f64>)>,
+    received: usize,
+    emitted: usize,
+    range: (f64, f64),
+}
+
+impl RowResampler {
+    /// `None` when the resampling cannot stream by rows (an in-plane separate axis, an order
+    /// above 1 along rows).
+    pub fn new(
+        in_rows: usize,
+        new_shape: [usize; 3],
+        order: usize,
+        separate: Option<usize>,
+    ) -> Option<Self> {
+        let separate = match separate {
+            None => false,
+            Some(0) => true,
+            Some(_) => return None,
+        };
+        let along_rows = if separate { 0 } else { order };
+        if along_rows > 1 {
+            return None;
+        }
+        Some(Self {
+            plane: [new_shape[1], new_shape[2]],
+            order,
+            separate,
+            taps: taps(in_rows, new_shape[0], along_rows),
+            window: Vec::new(),
+            received: 0,
+            emitted: 0,
+            range: (f64::INFINITY, f64::NEG_INFINITY),
+        })
+    }
+
+    /// Takes the next input rows; returns the output rows they complete (possibly none).
+    pub fn push(&mut self, rows: ndarray::ArrayView3<f32>) -> Array3<f32> {
+        let new_plane = [1, self.plane[0], self.plane[1]];
+        for row in rows.outer_iter() {
+            let row = row.mapv(f64::from).insert_axis(Axis(0));
+            let kept = if self.separate {
+                // in-plane first, clipped per slice, through f32 (as the whole-volume path)
+                resize(&row, new_plane, self.order, &[1, 2]).mapv(|v| f64::from(v as f32))
+            } else {
+                let (lo, hi) = value_range(row.iter().copied());
+                self.range = (self.range.0.min(lo), self.range.1.max(hi));
+                row
+            };
+            self.window.push((self.received, kept));
+            self.received += 1;
+        }
+        let mut out = Vec::new();
+        while let Some(t) = self.taps.get(self.emitted) {
+            let (i0, i1) = (t.index[0], t.index[1]);
+            if i1 >= self.received {
+                break;
+            }
+            let row = |i: usize| self.window.iter().find(|(j, _)| *j == i).map(|(_, r)| r);
+            let (Some(a), Some(b)) = (row(i0), row(i1)) else {
+                break; // unreachable: rows at or after the oldest tap are kept
+            };
+            out.push(if self.separate {
+                a.mapv(|v| v as f32)
+            } else {
+                let along = a * t.weight[0] + b * t.weight[1];
+                resize_within(&along, new_plane, self.order, &[1, 2], self.range).mapv(|v| v as f32)
+            });
+            self.emitted += 1;
+        }
+        if let Some(t) = self.taps.get(self.emitted) {
+            let oldest = t.index[0];
+            self.window.retain(|(j, _)| *j >= oldest);
+        }
+        stack_slices(&out, 0)
+    }
+
+    /// Output rows returned so far.
+    pub fn emitted(&self) -> usize {
+        self.emitted
+    }
 }
 
 /// `f` for every slice index, in parallel; results in slice order.

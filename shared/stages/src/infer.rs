@@ -27,7 +27,7 @@ use statapp_model::outputs::{PredictionRecord, encode_prediction};
 use statapp_model::predict::{PredictOptions, SlidingWindow, predict_partial};
 use statapp_model::unet::PlainConvUNet;
 use statapp_nnunet::cost::{
-    LAMBDA_USD_PER_GB_S, LAMBDA_USD_PER_REQUEST, Workload, split, tile_flops,
+    LAMBDA_USD_PER_GB_S, LAMBDA_USD_PER_REQUEST, Workload, split_bounded, tile_flops,
 };
 use statapp_nnunet::model_dir::Mirroring;
 use statapp_nnunet::partial::Partial;
@@ -59,6 +59,10 @@ pub struct InferSettings {
     /// `STATAPP_GATHER_ROWS`: rows of the padded grid the gather sums at a time (default 32);
     /// parts store their sums by these row blocks.
     pub gather_rows: usize,
+    /// `STATAPP_PART_SUMS_MB`: the most memory one part's sums may take (default 2048): a
+    /// prediction splits into more parts when a part's tiles cover more of the grid, so that a
+    /// job stays within its function's memory whatever the time estimate says.
+    pub part_sums_mb: f64,
 }
 
 /// GFLOP/s assumed for one function: this machine's two cores sustain 42-67 on the U-Net
@@ -77,6 +81,7 @@ impl Default for InferSettings {
             max_attempts: 200,
             memory_mb: 10240.0,
             gather_rows: 32,
+            part_sums_mb: 2048.0,
         }
     }
 }
@@ -108,6 +113,7 @@ impl InferSettings {
             max_attempts: env("STATAPP_GATHER_ATTEMPTS", d.max_attempts)?,
             memory_mb: env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", d.memory_mb)?,
             gather_rows: env("STATAPP_GATHER_ROWS", d.gather_rows)?.max(1),
+            part_sums_mb: env("STATAPP_PART_SUMS_MB", d.part_sums_mb)?,
         })
     }
 }
@@ -207,12 +213,18 @@ impl Setup {
         }
     }
 
+    /// Parts within the time budget and `part_sums_mb` of sums each.
     fn parts(&self, settings: &InferSettings) -> Vec<Part> {
-        let ranges = split(
-            self.sw.tiles.len(),
-            self.workload().seconds_per_tile(settings.gflops),
-            settings.budget_s,
+        let ranges = split_bounded(
+            &self.sw.tiles,
+            self.sw.patch,
+            self.plan.info.network.num_classes + 1,
+            (
+                self.workload().seconds_per_tile(settings.gflops),
+                settings.budget_s,
+            ),
             self.opts.tile_batch,
+            settings.part_sums_mb * 1024.0 * 1024.0,
         );
         let count = ranges.len();
         ranges
@@ -437,8 +449,9 @@ fn sum_parts(
     Ok(())
 }
 
-/// Sums the parts, exports the prediction on the image's grid (row block by row block where
-/// rows map onto image rows, else whole) and writes its files, `run.json` before the
+/// Sums the parts, exports the prediction on the image's grid (row block by row block unless
+/// the plan transposes or resamples rows in a way that needs more than two rows at once, then
+/// whole) and writes its files, `run.json` before the
 /// segmentation that completes it.
 fn gather_export(
     store: &dyn ObjectStore,
@@ -463,9 +476,9 @@ fn gather_export(
         &su.opts,
     );
     let props = &su.pre.properties;
-    let mut files = if RowExport::supported(&su.plan.plans, props, su.pre.shape) {
-        let mut ex =
-            RowExport::new(info, config, props, &geometry, su.opts.accumulation).map_err(input)?;
+    let mut files = if RowExport::supported(&su.plan.plans, config, props, su.pre.shape) {
+        let (acc, rows) = (su.opts.accumulation, su.pre.shape[0]);
+        let mut ex = RowExport::new(info, config, props, &geometry, acc, rows).map_err(input)?;
         sum_parts(su, parts, load, &mut |l| ex.push(l.view()).map_err(input))?;
         ex.finish(&record).map_err(input)?
     } else {

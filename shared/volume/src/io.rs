@@ -288,6 +288,15 @@ pub fn read_nifti_geometry_bytes(name: &Path, bytes: &[u8]) -> Result<Geometry> 
     Ok(Geometry::from_header(&header, dims))
 }
 
+/// The geometry of a NIfTI file from its header only (the voxels are neither decompressed nor
+/// read).
+pub fn read_nifti_geometry(path: impl AsRef<Path>) -> Result<Geometry> {
+    let path = path.as_ref();
+    let (mut reader, gzipped) = open_stream(path)?;
+    let (header, dims) = read_header(path, &mut reader, gzipped, &ReadOptions::default())?;
+    Ok(Geometry::from_header(&header, dims))
+}
+
 /// A read error inside a gzip stream means the compressed file is cut short or damaged.
 fn stream_error(path: &Path, gzipped: bool) -> impl Fn(io::Error) -> VolumeError + '_ {
     move |e: io::Error| {

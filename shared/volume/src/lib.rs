@@ -13,7 +13,8 @@ pub use geometry::{Geometry, UNITS_MM_SEC};
 pub use io::{
     Element, NiftiFileWriter, NiftiImage, NiftiRowReader, NiftiRowWriter, ReadOptions, Scaling,
     VoxelData, WriteOptions, encode_nifti, publish, read_nifti, read_nifti_bytes,
-    read_nifti_geometry_bytes, write_atomic, write_nifti, write_nifti_image, write_nifti_with,
+    read_nifti_geometry, read_nifti_geometry_bytes, write_atomic, write_nifti, write_nifti_image,
+    write_nifti_with,
 };
 
 use ndarray::{Array3, s};
