@@ -629,18 +629,20 @@ fn organ_hausdorff(case: &CaseArrays, labels: &[u8], k: u8, spacing: [f64; 3]) -
     let any_ann = |i: usize| ann.iter().any(|a| a[i] == k);
     let mut per = BTreeMap::new();
     if let Some(bx) = Boxed::new(case.dims, |i| labels[i] == k, any_ann) {
-        let pred = Mask::new(bx.a.clone(), bx.dims);
         let masks =
             [0, 1, 2].map(|a| Mask::new(bx.extract(case.dims, |i| ann[a][i] == k), bx.dims));
+        // the box's own masks are not needed beyond the prediction's
+        let pred = Mask::new(bx.a, bx.dims);
+        drop(bx.b);
         let predicted = pred.any();
         let ways = if predicted {
-            both_ways(&pred, &masks, bx.dims, spacing, Units::All)
+            both_ways(&pred, &masks, bx.dims, spacing, Units::All, combine)
         } else {
             [None, None, None]
         };
-        for (a, way) in ways.iter().enumerate() {
+        for (a, way) in ways.into_iter().enumerate() {
             let r = match (predicted, way) {
-                (true, Some((from_pred, to_pred))) => combine(from_pred, to_pred),
+                (true, Some(r)) => r,
                 (false, None) if !masks[a].any() => HausdorffResult::NAN,
                 _ => HausdorffResult::INF,
             };
@@ -669,16 +671,21 @@ fn compat_hausdorff(case: &CaseArrays, labels: &[u8]) -> [f64; 3] {
     let Some(bx) = Boxed::new(case.dims, |i| labels[i] > 0, any_ann) else {
         return [f64::NAN; 3];
     };
-    let pred = Mask::new(bx.a.clone(), bx.dims);
+    let masks = [0, 1, 2].map(|a| Mask::new(bx.extract(case.dims, |i| ann[a][i] > 0), bx.dims));
+    let pred = Mask::new(bx.a, bx.dims);
+    drop(bx.b);
     if !pred.any() {
         return [f64::NAN; 3];
     }
-    let masks = [0, 1, 2].map(|a| Mask::new(bx.extract(case.dims, |i| ann[a][i] > 0), bx.dims));
-    both_ways(&pred, &masks, bx.dims, [1.0; 3], Units::Voxels).map(|way| {
-        way.map_or(f64::NAN, |(from_pred, to_pred)| {
-            from_pred.full_sq_vox.max(to_pred.full_sq_vox).sqrt()
-        })
-    })
+    let ways = both_ways(
+        &pred,
+        &masks,
+        bx.dims,
+        [1.0; 3],
+        Units::Voxels,
+        |from, to| from.full_sq_vox.max(to.full_sq_vox).sqrt(),
+    );
+    ways.map(|way| way.unwrap_or(f64::NAN))
 }
 
 /// Rankings by `p_k`: per-annotator AUROC, and statapp's AUROC/AURC/EAURC with its bugs

@@ -187,15 +187,18 @@ pub fn toward(
 }
 
 /// The non-empty prediction `pred` against each annotator's mask, both ways: per annotator,
-/// `None` if its mask is empty, else (prediction -> annotator, annotator -> prediction). The
-/// transforms of the prediction are computed once for all annotators.
-pub fn both_ways(
+/// `None` if its mask is empty, else `f(prediction -> annotator, annotator -> prediction)`. The
+/// transforms of the prediction are computed once for all annotators; each pair is handed to
+/// `f` as soon as it exists and dropped after (a poor prediction's edge distances are as many
+/// as its voxels).
+pub fn both_ways<R>(
     pred: &Mask,
     masks: &[Mask; 3],
     dims: [usize; 3],
     spacing: [f64; 3],
     units: Units,
-) -> [Option<(Toward, Toward)>; 3] {
+    f: impl Fn(Toward, Toward) -> R,
+) -> [Option<R>; 3] {
     let drawn: Vec<usize> = (0..3).filter(|a| masks[*a].any()).collect();
     let from: Vec<&Mask> = drawn.iter().map(|a| &masks[*a]).collect();
     let mut buf = Vec::new();
@@ -203,20 +206,20 @@ pub fn both_ways(
     let mut out = [None, None, None];
     for (a, to_pred) in drawn.into_iter().zip(to_pred) {
         let from_pred = toward(&masks[a], &[pred], dims, spacing, units, &mut buf);
-        out[a] = from_pred.into_iter().next().map(|f| (f, to_pred));
+        out[a] = from_pred.into_iter().next().map(|from| f(from, to_pred));
     }
     out
 }
 
-/// All distances between two non-empty masks from their [`toward`] results.
-pub fn combine(a_to_b: &Toward, b_to_a: &Toward) -> HausdorffResult {
+/// All distances between two non-empty masks from their [`toward`] results (consumed: the
+/// 95th percentile reorders the edge distances in place).
+pub fn combine(mut a_to_b: Toward, mut b_to_a: Toward) -> HausdorffResult {
     let max = |v: &[f64]| v.iter().copied().fold(0.0f64, f64::max);
-    let p95 = |v: &[f64]| percentile(&mut v.to_vec(), 95.0);
     HausdorffResult {
         hd: a_to_b.full_sq.max(b_to_a.full_sq).sqrt(),
         hd_vox: a_to_b.full_sq_vox.max(b_to_a.full_sq_vox).sqrt(),
         hd_surface: max(&a_to_b.edge).max(max(&b_to_a.edge)),
-        hd95: p95(&a_to_b.edge).max(p95(&b_to_a.edge)),
+        hd95: percentile(&mut a_to_b.edge, 95.0).max(percentile(&mut b_to_a.edge, 95.0)),
     }
 }
 
@@ -286,7 +289,10 @@ pub fn hausdorff(bx: &Boxed, spacing: [f64; 3]) -> HausdorffResult {
             let mut buf = Vec::new();
             let ab = toward(&b, &[&a], bx.dims, spacing, Units::All, &mut buf);
             let ba = toward(&a, &[&b], bx.dims, spacing, Units::All, &mut buf);
-            combine(&ab[0], &ba[0])
+            match (ab.into_iter().next(), ba.into_iter().next()) {
+                (Some(ab), Some(ba)) => combine(ab, ba),
+                _ => HausdorffResult::INF,
+            }
         }
         _ => HausdorffResult::INF,
     }

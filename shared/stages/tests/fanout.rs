@@ -130,6 +130,7 @@ fn settings(budget_s: f64) -> InferSettings {
         memory_mb: 10240.0,
         // several row blocks on the 19-row grid
         gather_rows: 4,
+        part_sums_mb: 1e6,
     }
 }
 
@@ -194,6 +195,15 @@ fn fanned_out_predictions_equal_one_process_bit_for_bit() {
         // the parts' scratch sums are gone once the prediction is whole
         assert!(e.store.list("partials/").unwrap().is_empty());
     }
+
+    // memory splits too: with all the time in the world, parts whose sums exceed the bound
+    let tight = InferSettings {
+        part_sums_mb: 1e-6,
+        ..settings(1e9)
+    };
+    let e = predict(&tight);
+    assert_eq!(e.run_json()["parts"].as_array().unwrap().len(), tiles);
+    assert!(e.prediction() == reference, "memory-bound parts differ");
 }
 
 #[test]
