@@ -131,7 +131,7 @@ pub fn run(args: Args) -> Result<()> {
         a.function_gflops
     );
     println!(
-        "the infer stage splits this into {stage_parts} parts at a {} s budget and {} MB of sums per part",
+        "the infer stage splits this into {stage_parts} parts at a {} s budget and {} MB of sums per part (more if its first tile runs slower than estimated)",
         args.budget_s, args.part_sums_mb
     );
     println!(

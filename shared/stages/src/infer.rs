@@ -63,6 +63,9 @@ pub struct InferSettings {
     /// prediction splits into more parts when a part's tiles cover more of the grid, so that a
     /// job stays within its function's memory whatever the time estimate says.
     pub part_sums_mb: f64,
+    /// `STATAPP_INFER_CALIBRATE`: time the first tile batch before splitting (default true;
+    /// see `Setup::seconds_per_tile`).
+    pub calibrate: bool,
 }
 
 /// GFLOP/s assumed for one function: this machine's two cores sustain 42-67 on the U-Net
@@ -82,6 +85,7 @@ impl Default for InferSettings {
             memory_mb: 10240.0,
             gather_rows: 32,
             part_sums_mb: 2048.0,
+            calibrate: true,
         }
     }
 }
@@ -114,6 +118,7 @@ impl InferSettings {
             memory_mb: env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", d.memory_mb)?,
             gather_rows: env("STATAPP_GATHER_ROWS", d.gather_rows)?.max(1),
             part_sums_mb: env("STATAPP_PART_SUMS_MB", d.part_sums_mb)?,
+            calibrate: env("STATAPP_INFER_CALIBRATE", d.calibrate)?,
         })
     }
 }
@@ -213,16 +218,44 @@ impl Setup {
         }
     }
 
-    /// Parts within the time budget and `part_sums_mb` of sums each.
-    fn parts(&self, settings: &InferSettings) -> Vec<Part> {
+    /// Seconds per tile for the split: the FLOP estimate, or the measured time of the first
+    /// tile batch where that is longer. Narrow networks run far below the GFLOP/s figure
+    /// (memory-bound layers: a 1/8-width CURVAS network took 7x its estimate), so a prediction
+    /// whose estimate reaches an eighth of the budget times one batch first; below that, even a
+    /// 12x underestimate stays within Lambda's 900 s at the default budget.
+    fn seconds_per_tile(
+        &self,
+        store: &dyn ObjectStore,
+        net: &PlainConvUNet,
+        device: &Device,
+        settings: &InferSettings,
+    ) -> Result<f64, StageError> {
+        let estimate = self.workload().seconds_per_tile(settings.gflops);
+        let tiles = self.sw.tiles.len();
+        if !settings.calibrate || estimate * tiles as f64 <= settings.budget_s / 8.0 || tiles == 0 {
+            return Ok(estimate);
+        }
+        let batch = self.opts.tile_batch.clamp(1, tiles);
+        let first = Part {
+            index: 0,
+            count: 1,
+            start: 0,
+            end: batch,
+        };
+        let started = Instant::now();
+        self.predict_part(store, net, &first, device)?;
+        let measured = started.elapsed().as_secs_f64() / batch as f64;
+        tracing::info!(estimate, measured, "seconds per tile");
+        Ok(estimate.max(measured))
+    }
+
+    /// Parts within the time budget at `seconds_per_tile` and `part_sums_mb` of sums each.
+    fn parts(&self, seconds_per_tile: f64, settings: &InferSettings) -> Vec<Part> {
         let ranges = split_bounded(
             &self.sw.tiles,
             self.sw.patch,
             self.plan.info.network.num_classes + 1,
-            (
-                self.workload().seconds_per_tile(settings.gflops),
-                settings.budget_s,
-            ),
+            (seconds_per_tile, settings.budget_s),
             self.opts.tile_batch,
             settings.part_sums_mb * 1024.0 * 1024.0,
         );
@@ -340,7 +373,11 @@ pub fn handle_infer(
     if let Some(part) = &job.part {
         return run_part(store, &su, case, part, device, started);
     }
-    let parts = su.parts(settings);
+    let net = network(store, &su.plan, device)?;
+    let parts = su.parts(
+        su.seconds_per_tile(store, &net, device, settings)?,
+        settings,
+    );
     if parts.len() > 1 {
         for p in &parts {
             send_part(out, case, model, &su.plan.digest, *p)?;
@@ -361,7 +398,6 @@ pub fn handle_infer(
         );
         return Ok(());
     }
-    let net = network(store, &su.plan, device)?;
     let part = parts[0];
     let sums = su.predict_part(store, &net, &part, device)?;
     let run = PartRun::measured(&part, started);

@@ -131,6 +131,8 @@ fn settings(budget_s: f64) -> InferSettings {
         // several row blocks on the 19-row grid
         gather_rows: 4,
         part_sums_mb: 1e6,
+        // the splits below follow the estimate exactly
+        calibrate: false,
     }
 }
 
@@ -204,6 +206,17 @@ fn fanned_out_predictions_equal_one_process_bit_for_bit() {
     let e = predict(&tight);
     assert_eq!(e.run_json()["parts"].as_array().unwrap().len(), tiles);
     assert!(e.prediction() == reference, "memory-bound parts differ");
+
+    // and a measured first tile overrides an estimate that is far too low: at 1e9 GFLOP/s every
+    // tile fits the budget on paper, not in the time one really takes
+    let measured = InferSettings {
+        gflops: 1e9,
+        calibrate: true,
+        ..settings(1e-9)
+    };
+    let e = predict(&measured);
+    assert_eq!(e.run_json()["parts"].as_array().unwrap().len(), tiles);
+    assert!(e.prediction() == reference, "calibrated parts differ");
 }
 
 #[test]
