@@ -10,6 +10,7 @@ Requires numpy and nibabel (see tools/requirements-test.txt).
 """
 import json
 import os
+import struct
 import sys
 
 import nibabel as nib
@@ -126,6 +127,27 @@ expected["bad"]["nan_f32.nii"] = "NonFinite"
 c64 = nib.Nifti1Image(real.astype(np.complex64), aligned)
 nib.save(c64, os.path.join(OUT, "complex64.nii"))
 expected["bad"]["complex64.nii"] = "UnsupportedDatatype"
+
+# headers that would size or scale work wrongly: patched bytes of a valid single-file NIfTI
+# (dim int16[8] at byte 40, pixdim float32[8] at 76, xyzt_units at 123)
+with open(os.path.join(OUT, "labels_u8.nii"), "rb") as f:
+    valid = f.read()
+
+
+def patched(name, offset, fmt, value):
+    b = bytearray(valid)
+    struct.pack_into("<" + fmt, b, offset, value)
+    bad(name, "InvalidHeader", bytes(b))
+
+
+patched("pixdim_zero.nii", 76 + 4, "f", 0.0)
+patched("pixdim_nan.nii", 76 + 8, "f", float("nan"))
+patched("pixdim_negative.nii", 76 + 12, "f", -1.5)
+patched("pixdim_implausible.nii", 76 + 4, "f", 1e6)
+patched("units_metres.nii", 123, "B", 1 | 8)
+patched("units_micrometres.nii", 123, "B", 3 | 8)
+patched("units_invalid.nii", 123, "B", 5)
+patched("dim_negative.nii", 40 + 4, "h", -3)
 
 with open(os.path.join(OUT, "expected.json"), "w") as f:
     json.dump(expected, f, indent=1, sort_keys=True)

@@ -348,6 +348,7 @@ fn read_header<R: Read>(
         ));
     }
     let dims = validate_dims(path, &header)?;
+    validate_spacing(path, &header)?;
     let voxels: u64 = dims.iter().map(|d| *d as u64).product();
     if voxels > options.max_voxels {
         return Err(VolumeError::TooLarge {
@@ -436,6 +437,14 @@ fn validate_dims(path: &Path, h: &nifti::NiftiHeader) -> Result<[usize; 3]> {
             detail: format!("{ndim} dimensions"),
         });
     }
+    // dim is a signed short on disk: values past i16::MAX are negative lengths
+    if let Some(k) = (1..=ndim).find(|k| h.dim[*k] > i16::MAX as u16) {
+        return Err(VolumeError::InvalidHeader {
+            path: path.to_path_buf(),
+            field: DIM_FIELDS[k],
+            detail: format!("negative length {}", h.dim[k] as i16),
+        });
+    }
     let dims: Vec<usize> = h.dim[1..=ndim].iter().map(|d| usize::from(*d)).collect();
     if dims.contains(&0) {
         return Err(VolumeError::InvalidHeader {
@@ -452,6 +461,67 @@ fn validate_dims(path: &Path, h: &nifti::NiftiHeader) -> Result<[usize; 3]> {
     }
     let get = |i: usize| dims.get(i).copied().unwrap_or(1);
     Ok([get(0), get(1), get(2)])
+}
+
+const DIM_FIELDS: [&str; 8] = [
+    "dim[0]", "dim[1]", "dim[2]", "dim[3]", "dim[4]", "dim[5]", "dim[6]", "dim[7]",
+];
+const PIXDIM_FIELDS: [&str; 3] = ["pixdim[1]", "pixdim[2]", "pixdim[3]"];
+
+/// Voxel sizes statapp accepts, in mm: from micro-CT-like 0.01 mm to 100 mm slabs. Anything
+/// outside is a unit or export error that would size resampling absurdly.
+const PLAUSIBLE_MM: std::ops::RangeInclusive<f32> = 0.01..=100.0;
+
+/// The voxel size must be finite, positive and plausible in millimetres before anything is
+/// resampled with it; spatial units other than mm (or unknown, which readers take as mm) are
+/// rejected rather than silently read as mm.
+fn validate_spacing(path: &Path, h: &nifti::NiftiHeader) -> Result<()> {
+    let invalid = |field: &'static str, detail: String| VolumeError::InvalidHeader {
+        path: path.to_path_buf(),
+        field,
+        detail,
+    };
+    match h.xyzt_units & 0x07 {
+        0 | 2 => {}
+        1 => {
+            return Err(invalid(
+                "xyzt_units",
+                "spatial units are metres; statapp reads millimetres: convert the file (pixdim and affine x 1000)".into(),
+            ));
+        }
+        3 => {
+            return Err(invalid(
+                "xyzt_units",
+                "spatial units are micrometres; statapp reads millimetres: convert the file (pixdim and affine / 1000)".into(),
+            ));
+        }
+        code => {
+            return Err(invalid(
+                "xyzt_units",
+                format!("unknown spatial unit code {code}"),
+            ));
+        }
+    }
+    for (k, field) in PIXDIM_FIELDS.iter().enumerate() {
+        let v = h.pixdim[k + 1];
+        if !v.is_finite() || v <= 0.0 {
+            return Err(invalid(
+                field,
+                format!("voxel size {v} is not a positive number"),
+            ));
+        }
+        if !PLAUSIBLE_MM.contains(&v) {
+            return Err(invalid(
+                field,
+                format!(
+                    "voxel size {v} mm is outside {}..={} mm",
+                    PLAUSIBLE_MM.start(),
+                    PLAUSIBLE_MM.end()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn read_array<T: Pod, R: Read>(

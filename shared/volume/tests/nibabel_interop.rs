@@ -110,6 +110,7 @@ fn bad_files_give_typed_errors_naming_the_file() {
             VolumeError::NotThreeDimensional { .. } => "NotThreeDimensional",
             VolumeError::NonFinite { .. } => "NonFinite",
             VolumeError::UnsupportedDatatype { .. } => "UnsupportedDatatype",
+            VolumeError::InvalidHeader { .. } => "InvalidHeader",
             other => panic!("{name}: unexpected {other:?}"),
         };
         assert_eq!(got, kind.as_str().unwrap(), "{name}: {err}");
