@@ -129,7 +129,7 @@ nib.save(c64, os.path.join(OUT, "complex64.nii"))
 expected["bad"]["complex64.nii"] = "UnsupportedDatatype"
 
 # headers that would size or scale work wrongly: patched bytes of a valid single-file NIfTI
-# (dim int16[8] at byte 40, pixdim float32[8] at 76, xyzt_units at 123)
+# (dim int16[8] at byte 40, pixdim float32[8] at 76, scl_slope at 112, xyzt_units at 123)
 with open(os.path.join(OUT, "labels_u8.nii"), "rb") as f:
     valid = f.read()
 
@@ -148,6 +148,7 @@ patched("units_metres.nii", 123, "B", 1 | 8)
 patched("units_micrometres.nii", 123, "B", 3 | 8)
 patched("units_invalid.nii", 123, "B", 5)
 patched("dim_negative.nii", 40 + 4, "h", -3)
+patched("scl_slope_infinite.nii", 112, "f", float("inf"))
 
 with open(os.path.join(OUT, "expected.json"), "w") as f:
     json.dump(expected, f, indent=1, sort_keys=True)

@@ -474,7 +474,7 @@ const PLAUSIBLE_MM: std::ops::RangeInclusive<f32> = 0.01..=100.0;
 
 /// The voxel size must be finite, positive and plausible in millimetres before anything is
 /// resampled with it; spatial units other than mm (or unknown, which readers take as mm) are
-/// rejected rather than silently read as mm.
+/// rejected rather than silently read as mm; scale factors must not be infinite.
 fn validate_spacing(path: &Path, h: &nifti::NiftiHeader) -> Result<()> {
     let invalid = |field: &'static str, detail: String| VolumeError::InvalidHeader {
         path: path.to_path_buf(),
@@ -500,6 +500,12 @@ fn validate_spacing(path: &Path, h: &nifti::NiftiHeader) -> Result<()> {
                 "xyzt_units",
                 format!("unknown spatial unit code {code}"),
             ));
+        }
+    }
+    // NaN is how nibabel writes "no scaling"; an infinite factor is a broken export
+    for (field, v) in [("scl_slope", h.scl_slope), ("scl_inter", h.scl_inter)] {
+        if v.is_infinite() {
+            return Err(invalid(field, format!("{v} is not a finite scale factor")));
         }
     }
     for (k, field) in PIXDIM_FIELDS.iter().enumerate() {
