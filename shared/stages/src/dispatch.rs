@@ -39,26 +39,58 @@ fn unexpected(function: &str, job: &Job) -> StageError {
     StageError::Input(format!("the {function} function does not handle {job:?}"))
 }
 
+/// Runs `function`'s handler on one message; a panic becomes [`StageError::Panic`] naming the
+/// case and model, so every runner (embedded, `statapp run`, Lambda) fails that message alone.
+fn guarded(
+    function: &str,
+    body: &str,
+    handler: impl FnOnce() -> Result<(), StageError>,
+) -> Result<(), StageError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler)).unwrap_or_else(|payload| {
+        let message = match (
+            payload.downcast_ref::<&str>(),
+            payload.downcast_ref::<String>(),
+        ) {
+            (Some(s), _) => s.to_string(),
+            (_, Some(s)) => s.clone(),
+            _ => "a panic without a message".to_string(),
+        };
+        let about = match labels(body) {
+            (Some(c), Some(m)) => format!("case {c}, model {m}"),
+            (Some(c), None) => format!("case {c}"),
+            (None, Some(m)) => format!("model {m}"),
+            (None, None) => "a message that names no case".to_string(),
+        };
+        Err(StageError::Panic {
+            function: function.to_string(),
+            about,
+            message,
+        })
+    })
+}
+
 /// fn-preprocess: an S3 event (plain or inside an SQS message) for `incoming/` or `models/`.
 pub fn preprocess(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(), StageError> {
-    handle_event(body, store, out.infer, &ReadOptions::default()).map(|_| ())
+    guarded("preprocess", body, || {
+        handle_event(body, store, out.infer, &ReadOptions::default()).map(|_| ())
+    })
 }
 
 /// fn-aggregate: ensembles (`EnsembleJob`) and the combined CSV (`MergeJob`).
 pub fn aggregate(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(), StageError> {
-    match job(body)? {
+    guarded("aggregate", body, || match job(body)? {
         Job::Ensemble(j) => handle_ensemble(&j, store, out.metrics).map(|_| ()),
         Job::Merge(_) => handle_merge(store).map(|_| ()),
         other => Err(unexpected("aggregate", &other)),
-    }
+    })
 }
 
 /// fn-metrics: one metric row (`MetricsJob`).
 pub fn metrics(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(), StageError> {
-    match job(body)? {
+    guarded("metrics", body, || match job(body)? {
         Job::Metrics(j) => handle_metrics(&j, store, out.merge).map(|_| ()),
         other => Err(unexpected("metrics", &other)),
-    }
+    })
 }
 
 /// fn-infer: one case with one model, or one part of it (`InferJob`), and the gather of a
@@ -71,11 +103,11 @@ pub fn infer(
     device: &burn::tensor::Device,
     settings: &crate::infer::InferSettings,
 ) -> Result<(), StageError> {
-    match job(body)? {
+    guarded("infer", body, || match job(body)? {
         Job::Infer(j) => crate::infer::handle_infer(&j, store, out, device, settings),
         Job::Gather(j) => crate::infer::handle_gather(&j, store, out, settings),
         other => Err(unexpected("infer", &other)),
-    }
+    })
 }
 
 /// The case and model a message is about, for log lines (best effort: `None` when the body does
@@ -133,5 +165,23 @@ mod tests {
         let event = object_created_event("b", &key, 10, "e", "2026-01-01T00:00:00.000Z");
         assert_eq!(labels(&event.to_string()), (Some("case_7".into()), None));
         assert_eq!(labels("not json"), (None, None));
+    }
+
+    #[test]
+    fn a_panicking_handler_fails_its_message_with_the_case_named() {
+        let body = Job::Infer(InferJob::new("c9", "anno2_init7_foldall", None)).to_json();
+        let err = guarded("infer", &body, || panic!("index out of bounds")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the infer function panicked on case c9, model anno2_init7_foldall: index out of bounds"
+        );
+        let n = 3;
+        let err = guarded("metrics", "{}", || panic!("{n} rows")).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("a message that names no case: 3 rows"),
+            "{err}"
+        );
+        assert!(guarded("metrics", "{}", || Ok(())).is_ok());
     }
 }

@@ -44,4 +44,12 @@ pub enum StageError {
     Merge(#[from] statapp_metrics::merge::MergeError),
     #[error("scratch files: {0}")]
     Scratch(#[from] std::io::Error),
+    /// A handler panicked: a bug, reported as this message's failure (retried, then
+    /// dead-lettered) instead of taking down the runner with the rest of its batch.
+    #[error("the {function} function panicked on {about}: {message}")]
+    Panic {
+        function: String,
+        about: String,
+        message: String,
+    },
 }
