@@ -2,15 +2,15 @@
 //! image and three annotations, validates them together (readable NIfTI, finite intensities,
 //! labels 0..3, no empty annotation, one voxel grid), then writes the canonical copy under
 //! `cases/<case>/` and one `InferJob` per registered model. A bad upload gets
-//! `errors/<case>.json` with the reason, and the message fails so that it is retried and ends in
-//! the dead-letter queue; a corrected upload clears the error file.
+//! `errors/<case>.json` (a [`Rejection`]: kind, file, field, message), and the message fails so
+//! that it is retried and ends in the dead-letter queue; a corrected upload clears the error file.
 
 use crate::StageError;
 use crate::preprocessed;
 use statapp_pipeline::events::parse_object_created;
 use statapp_pipeline::jobs::{InferJob, Job};
 use statapp_pipeline::{JobQueue, Key, ObjectStore};
-use statapp_volume::{ReadOptions, read_nifti_bytes};
+use statapp_volume::{ReadOptions, VolumeError, read_nifti_bytes};
 use std::io::Write;
 use std::path::Path;
 
@@ -72,19 +72,61 @@ fn error_key(case: &str) -> Result<Key, StageError> {
     Ok(Key::new(format!("errors/{case}.json"))?)
 }
 
+/// Why an upload is rejected, as `errors/<case>.json` records it: a stable `kind`, the `file` at
+/// fault (its key, or the case's or model's prefix), the header `field` where there is one, and
+/// a `message` a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rejection {
+    pub kind: String,
+    pub file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(kind: &str, file: impl std::fmt::Display, message: String) -> Self {
+        Self {
+            kind: kind.to_string(),
+            file: file.to_string(),
+            field: None,
+            message,
+        }
+    }
+
+    /// A volume error of the file `file` (the key it was read under).
+    pub fn volume(file: &Key, e: &VolumeError) -> Self {
+        Self {
+            kind: e.kind().to_string(),
+            file: e
+                .file()
+                .map_or_else(|| file.to_string(), |p| p.display().to_string()),
+            field: e.field().map(str::to_string),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// Records a bad upload in `errors/<case>.json` (deterministic bytes) and fails the message.
 pub(crate) fn reject(
     store: &dyn ObjectStore,
     case: &str,
-    reason: String,
+    why: Rejection,
 ) -> Result<Ingested, StageError> {
-    let doc = serde_json::json!({"case": case, "error": reason});
-    let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
+    #[derive(serde::Serialize)]
+    struct Doc<'a> {
+        case: &'a str,
+        #[serde(flatten)]
+        why: &'a Rejection,
+    }
+    let text = serde_json::to_string_pretty(&Doc { case, why: &why })
+        .map_err(|e| StageError::Input(format!("errors/{case}.json: {e}")))?
+        + "\n";
     store.put(&error_key(case)?, text.as_bytes())?;
-    tracing::warn!(case, %reason, "upload rejected");
+    tracing::warn!(case, kind = %why.kind, file = %why.file, message = %why.message, "upload rejected");
     Err(StageError::BadUpload {
         case: case.to_string(),
-        reason,
+        reason: why.message,
     })
 }
 
@@ -117,15 +159,23 @@ pub fn handle_object(
         return reject(
             store,
             case,
-            format!("{key}: case ids are letters, digits, `_`, `-` and `.`"),
+            Rejection::new(
+                "InvalidCaseId",
+                key,
+                format!("{key}: case ids are letters, digits, `_`, `-` and `.`"),
+            ),
         );
     };
     if segs.len() != 3 || role_of(segs[2]).is_none() {
         return reject(
             store,
             case,
-            format!(
-                "{key}: unexpected file; a case is incoming/<case>/{{image, annotation_1, annotation_2, annotation_3}}.nii.gz"
+            Rejection::new(
+                "UnexpectedFile",
+                key,
+                format!(
+                    "{key}: unexpected file; a case is incoming/<case>/{{image, annotation_1, annotation_2, annotation_3}}.nii.gz"
+                ),
             ),
         );
     }
@@ -192,8 +242,8 @@ pub fn handle_object(
             });
         }
     }
-    if let Err(reason) = validate(&keys, &bodies, opts) {
-        return reject(store, case, reason);
+    if let Err(why) = validate(&keys, &bodies, opts) {
+        return reject(store, case, why);
     }
     drop(bodies);
     for (k, bytes) in &canonical {
@@ -297,18 +347,24 @@ pub fn registered_models(store: &dyn ObjectStore) -> Result<Vec<String>, StageEr
 }
 
 /// The checks of a complete case; the reason names the file.
-fn validate(keys: &[Key], bodies: &[Vec<u8>], opts: &ReadOptions) -> Result<(), String> {
+fn validate(keys: &[Key], bodies: &[Vec<u8>], opts: &ReadOptions) -> Result<(), Rejection> {
     let name = |k: &Key| Path::new(k.as_str()).to_path_buf();
-    let image = read_nifti_bytes(&name(&keys[0]), &bodies[0], opts).map_err(|e| e.to_string())?;
+    let image = read_nifti_bytes(&name(&keys[0]), &bodies[0], opts)
+        .map_err(|e| Rejection::volume(&keys[0], &e))?;
     for (k, body) in keys.iter().zip(bodies).skip(1) {
-        let ann = read_nifti_bytes(&name(k), body, opts).map_err(|e| e.to_string())?;
-        let labels = ann.to_labels(3).map_err(|e| e.to_string())?;
+        let fail = |e: VolumeError| Rejection::volume(k, &e);
+        let ann = read_nifti_bytes(&name(k), body, opts).map_err(fail)?;
+        let labels = ann.to_labels(3).map_err(fail)?;
         image
             .geometry
             .ensure_same_grid(&name(&keys[0]), labels.geometry(), &name(k))
-            .map_err(|e| e.to_string())?;
+            .map_err(fail)?;
         if labels.data().iter().all(|v| *v == 0) {
-            return Err(format!("{k}: empty annotation (no organ labelled)"));
+            return Err(Rejection::new(
+                "EmptyAnnotation",
+                k,
+                format!("{k}: empty annotation (no organ labelled)"),
+            ));
         }
     }
     Ok(())

@@ -6,7 +6,7 @@
 //! registers the model like a native one.
 
 use crate::StageError;
-use crate::ingest::{Ingested, reject, valid_case_id};
+use crate::ingest::{Ingested, Rejection, reject, valid_case_id};
 use statapp_nnunet::model_dir::{MODEL_JSON, encode_info};
 use statapp_nnunet::results::{Which, read_results_folder};
 use statapp_pipeline::{Key, ObjectStore};
@@ -18,7 +18,11 @@ pub fn describe(id: &str, folder: &str, store: &dyn ObjectStore) -> Result<Inges
         return reject(
             store,
             "invalid_model_id",
-            format!("{name}: model ids are letters, digits, `_`, `-` and `.`"),
+            Rejection::new(
+                "InvalidModelId",
+                &name,
+                format!("{name}: model ids are letters, digits, `_`, `-` and `.`"),
+            ),
         );
     }
     if store.exists(&Key::new(format!("{name}/{MODEL_JSON}"))?)? {
@@ -82,7 +86,11 @@ pub fn describe(id: &str, folder: &str, store: &dyn ObjectStore) -> Result<Inges
             let reason = e
                 .to_string()
                 .replace(&scratch.path().display().to_string(), &name);
-            return reject(store, &name, reason);
+            return reject(
+                store,
+                &name,
+                Rejection::new("InvalidModelFolder", &name, reason),
+            );
         }
     };
     for (file, path) in [

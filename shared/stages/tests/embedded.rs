@@ -185,10 +185,19 @@ fn poison_uploads_explain_themselves_and_dead_letter() {
         )
         .unwrap()
     };
-    let bad = err("case_bad")["error"].as_str().unwrap().to_string();
-    assert!(bad.contains("incoming/case_bad/image.nii.gz"), "{bad}");
-    let grid = err("case_grid")["error"].as_str().unwrap().to_string();
-    assert!(grid.contains("annotation_2"), "{grid}");
+    let bad = err("case_bad");
+    assert_eq!(bad["kind"], "Truncated", "{bad}");
+    assert_eq!(bad["file"], "incoming/case_bad/image.nii.gz", "{bad}");
+    assert!(
+        bad["message"].as_str().unwrap().contains("truncated"),
+        "{bad}"
+    );
+    let grid = err("case_grid");
+    assert_eq!(grid["kind"], "GeometryMismatch", "{grid}");
+    assert_eq!(
+        grid["file"], "incoming/case_grid/annotation_2.nii.gz",
+        "{grid}"
+    );
     // the failing messages were received 3 times, then moved to the dead-letter queue
     assert!(!e.dlq.bodies().is_empty());
     assert!(

@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong with a volume. Every variant names the file involved so that a
 /// user (or an `errors/<case>.json` report) can say exactly which upload is bad.
@@ -63,6 +63,51 @@ impl VolumeError {
         Self::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// The variant's name, a stable machine-readable kind for error reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "Io",
+            Self::NotNifti { .. } => "NotNifti",
+            Self::Truncated { .. } => "Truncated",
+            Self::UnsupportedDatatype { .. } => "UnsupportedDatatype",
+            Self::NotThreeDimensional { .. } => "NotThreeDimensional",
+            Self::NonFinite { .. } => "NonFinite",
+            Self::TooLarge { .. } => "TooLarge",
+            Self::InvalidHeader { .. } => "InvalidHeader",
+            Self::InvalidLabel { .. } => "InvalidLabel",
+            Self::GeometryMismatch { .. } => "GeometryMismatch",
+            Self::ShapeMismatch { .. } => "ShapeMismatch",
+            Self::InvalidRegion { .. } => "InvalidRegion",
+        }
+    }
+
+    /// The file at fault, where the error names one (the second file of a grid mismatch).
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Self::Io { path, .. }
+            | Self::NotNifti { path, .. }
+            | Self::Truncated { path, .. }
+            | Self::UnsupportedDatatype { path, .. }
+            | Self::NotThreeDimensional { path, .. }
+            | Self::NonFinite { path, .. }
+            | Self::TooLarge { path, .. }
+            | Self::InvalidHeader { path, .. }
+            | Self::InvalidLabel { path, .. } => Some(path),
+            Self::GeometryMismatch { b, .. } => Some(b),
+            Self::ShapeMismatch { .. } | Self::InvalidRegion { .. } => None,
+        }
+    }
+
+    /// The header field at fault, where there is one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidHeader { field, .. } => Some(field),
+            Self::UnsupportedDatatype { .. } => Some("datatype"),
+            Self::NotThreeDimensional { .. } | Self::TooLarge { .. } => Some("dim"),
+            _ => None,
         }
     }
 }
