@@ -2,8 +2,8 @@
 //! image and three annotations, validates them together (readable NIfTI, finite intensities,
 //! labels 0..3, no empty annotation, one voxel grid), then writes the canonical copy under
 //! `cases/<case>/` and one `InferJob` per registered model. A bad upload gets
-//! `errors/<case>.json` (a [`Rejection`]: kind, file, field, message), and the message fails so
-//! that it is retried and ends in the dead-letter queue; a corrected upload clears the error file.
+//! `errors/<case>.json` (a [`Rejection`]: kind, file, field, message), written once: the verdict
+//! is permanent, so the message is not retried; a corrected upload clears the error file.
 
 use crate::StageError;
 use crate::preprocessed;
@@ -36,6 +36,9 @@ pub enum Ingested {
     NnunetModelDescribed { model: String },
     /// An nnU-Net trained-model folder still lacks these files.
     ModelWaiting { model: String, missing: Vec<String> },
+    /// The upload is bad: `errors/<case>.json` says why. Permanent, so the message is done (a
+    /// retry would decode the same bytes to the same verdict); a corrected upload is a new event.
+    Rejected { case: String, kind: String },
 }
 
 /// Handles one message body: an S3 event, possibly inside an SQS record, or a test event.
@@ -107,7 +110,7 @@ impl Rejection {
     }
 }
 
-/// Records a bad upload in `errors/<case>.json` (deterministic bytes) and fails the message.
+/// Records a bad upload in `errors/<case>.json` (deterministic bytes), once.
 pub(crate) fn reject(
     store: &dyn ObjectStore,
     case: &str,
@@ -124,9 +127,9 @@ pub(crate) fn reject(
         + "\n";
     store.put(&error_key(case)?, text.as_bytes())?;
     tracing::warn!(case, kind = %why.kind, file = %why.file, message = %why.message, "upload rejected");
-    Err(StageError::BadUpload {
+    Ok(Ingested::Rejected {
         case: case.to_string(),
-        reason: why.message,
+        kind: why.kind,
     })
 }
 

@@ -33,9 +33,6 @@ pub enum StageError {
     Event(#[from] statapp_pipeline::events::EventError),
     #[error(transparent)]
     Key(#[from] statapp_pipeline::KeyError),
-    /// The upload is bad; `errors/<case>.json` says why.
-    #[error("case {case}: {reason}")]
-    BadUpload { case: String, reason: String },
     #[error("{0}")]
     Input(String),
     #[error(transparent)]
