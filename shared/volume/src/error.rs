@@ -26,6 +26,18 @@ pub enum VolumeError {
         voxels: u64,
         limit: u64,
     },
+    #[error(
+        "{path}: the voxels would take {bytes} bytes decoded, over this reader's budget of {budget} bytes"
+    )]
+    OverBudget {
+        path: PathBuf,
+        bytes: u64,
+        budget: u64,
+    },
+    #[error(
+        "{path}: more than {limit} bytes follow the voxels the header describes (another file's data, or a decompression bomb)"
+    )]
+    TrailingData { path: PathBuf, limit: u64 },
     #[error("{path}: invalid header field {field}: {detail}")]
     InvalidHeader {
         path: PathBuf,
@@ -76,6 +88,8 @@ impl VolumeError {
             Self::NotThreeDimensional { .. } => "NotThreeDimensional",
             Self::NonFinite { .. } => "NonFinite",
             Self::TooLarge { .. } => "TooLarge",
+            Self::OverBudget { .. } => "OverBudget",
+            Self::TrailingData { .. } => "TrailingData",
             Self::InvalidHeader { .. } => "InvalidHeader",
             Self::InvalidLabel { .. } => "InvalidLabel",
             Self::GeometryMismatch { .. } => "GeometryMismatch",
@@ -94,6 +108,8 @@ impl VolumeError {
             | Self::NotThreeDimensional { path, .. }
             | Self::NonFinite { path, .. }
             | Self::TooLarge { path, .. }
+            | Self::OverBudget { path, .. }
+            | Self::TrailingData { path, .. }
             | Self::InvalidHeader { path, .. }
             | Self::InvalidLabel { path, .. } => Some(path),
             Self::GeometryMismatch { b, .. } => Some(b),
@@ -106,7 +122,9 @@ impl VolumeError {
         match self {
             Self::InvalidHeader { field, .. } => Some(field),
             Self::UnsupportedDatatype { .. } => Some("datatype"),
-            Self::NotThreeDimensional { .. } | Self::TooLarge { .. } => Some("dim"),
+            Self::NotThreeDimensional { .. } | Self::TooLarge { .. } | Self::OverBudget { .. } => {
+                Some("dim")
+            }
             _ => None,
         }
     }

@@ -9,6 +9,7 @@
 use crate::Volume;
 use crate::error::{Result, VolumeError};
 use crate::geometry::Geometry;
+use crate::header;
 use bytemuck::Pod;
 use flate2::Compression;
 use flate2::read::MultiGzDecoder;
@@ -145,6 +146,10 @@ impl Scaling {
 pub struct ReadOptions {
     /// Largest accepted voxel count; the default fits a 1000 x 512 x 512 CT with room to spare.
     pub max_voxels: u64,
+    /// Most bytes the decoded voxels may take, checked from the header before anything is
+    /// allocated or decompressed: a gzip bomb stops with [`VolumeError::OverBudget`] instead of an
+    /// out-of-memory kill. The default (4 GiB) holds a 1000 x 512 x 512 float32 CT.
+    pub max_bytes: u64,
     /// Accept NaN or infinite values in floating-point data (rejected by default).
     pub allow_non_finite: bool,
 }
@@ -153,10 +158,30 @@ impl Default for ReadOptions {
     fn default() -> Self {
         Self {
             max_voxels: 600_000_000,
+            max_bytes: 4 << 30,
             allow_non_finite: false,
         }
     }
 }
+
+impl ReadOptions {
+    /// The limits of a process with `memory_mib` of memory: one decoded file may take a third of
+    /// it (validation holds an image and an annotation, and converts one of them).
+    pub fn for_memory_mib(memory_mib: u64) -> Self {
+        Self {
+            max_bytes: (memory_mib << 20) / 3,
+            ..Self::default()
+        }
+    }
+}
+
+/// The most header extension bytes skipped before the voxels (DICOM headers and the like are
+/// kilobytes; more is a decompression bomb).
+const MAX_VOX_OFFSET: f32 = (64 << 20) as f32;
+
+/// After the voxels, a gzip stream is drained to check its trailer; more than this many bytes of
+/// trailing data is an attack on the decompressor (or not this file's data), not padding.
+const MAX_TRAILING: u64 = 1 << 20;
 
 /// A NIfTI file as read: geometry, optional intensity scaling and the raw voxels.
 #[derive(Debug, Clone)]
@@ -183,28 +208,28 @@ impl NiftiImage {
         Volume::from_parts(data, self.geometry.clone())
     }
 
-    /// Label map: real values rounded to the nearest integer, which must lie in `0..=max_label`.
+    /// Label map: real values that must be integers (within 1e-3, for labels stored as scaled or
+    /// floating-point values) in `0..=max_label`. Converted value by value, so a label file stored
+    /// as float64 costs one byte per voxel more, not eight.
     pub fn to_labels(&self, max_label: u8) -> Result<Volume<u8>> {
-        if let (VoxelData::U8(a), None) = (&self.data, self.scaling) {
-            if let Some(bad) = a.iter().find(|v| **v > max_label) {
-                return Err(self.invalid_label(f64::from(*bad), max_label));
-            }
-            return Ok(Volume::from_parts(a.clone(), self.geometry.clone()));
-        }
         let (m, b) = self
             .scaling
             .map_or((1.0, 0.0), |s| (f64::from(s.slope), f64::from(s.inter)));
-        let real = self.data.map_f64(|v| v * m + b);
-        if let Some(bad) = real
-            .iter()
-            .find(|v| !(v.round() >= 0.0 && v.round() <= f64::from(max_label)))
-        {
-            return Err(self.invalid_label(*bad, max_label));
+        let max = f64::from(max_label);
+        let mut bad = None;
+        let labels = each_variant!(&self.data, a => a.mapv(|v| {
+            let real = v.to_f64() * m + b;
+            let label = real.round();
+            let ok = (real - label).abs() <= 1e-3 && (0.0..=max).contains(&label);
+            if !ok && bad.is_none() {
+                bad = Some(real);
+            }
+            if ok { label as u8 } else { 0 }
+        }));
+        match bad {
+            Some(value) => Err(self.invalid_label(value, max_label)),
+            None => Ok(Volume::from_parts(labels, self.geometry.clone())),
         }
-        Ok(Volume::from_parts(
-            real.mapv(|v| v.round() as u8),
-            self.geometry.clone(),
-        ))
     }
 
     fn invalid_label(&self, value: f64, max: u8) -> VolumeError {
@@ -347,8 +372,9 @@ fn read_header<R: Read>(
             "magic is not \"n+1\": header/image pairs (.hdr/.img) are not supported",
         ));
     }
-    let dims = validate_dims(path, &header)?;
-    validate_spacing(path, &header)?;
+    let dims = header::validate_dims(path, &header)?;
+    header::validate_spacing(path, &header)?;
+    header::validate_affine(path, &header)?;
     let voxels: u64 = dims.iter().map(|d| *d as u64).product();
     if voxels > options.max_voxels {
         return Err(VolumeError::TooLarge {
@@ -357,12 +383,22 @@ fn read_header<R: Read>(
             limit: options.max_voxels,
         });
     }
+    let bytes = voxels * header::bytes_per_voxel(path, header.datatype)?;
+    if bytes > options.max_bytes {
+        return Err(VolumeError::OverBudget {
+            path: path.to_path_buf(),
+            bytes,
+            budget: options.max_bytes,
+        });
+    }
     let vox_offset = header.vox_offset;
-    if !(vox_offset >= HEADER_SIZE as f32 && vox_offset < 1e9) {
+    if !(vox_offset >= HEADER_SIZE as f32 && vox_offset <= MAX_VOX_OFFSET) {
         return Err(VolumeError::InvalidHeader {
             path: path.to_path_buf(),
             field: "vox_offset",
-            detail: format!("{vox_offset} is before the end of the header"),
+            detail: format!(
+                "{vox_offset} is not between the end of the header and {MAX_VOX_OFFSET} bytes"
+            ),
         });
     }
     // Skip the extension flag and any extensions.
@@ -403,7 +439,14 @@ fn read_stream<R: Read>(
     };
     if gzipped {
         // Drain to the end so that the gzip trailer (CRC and length) is checked.
-        io::copy(&mut reader, &mut io::sink()).map_err(&stream_error)?;
+        let trailing = io::copy(&mut reader.by_ref().take(MAX_TRAILING + 1), &mut io::sink())
+            .map_err(&stream_error)?;
+        if trailing > MAX_TRAILING {
+            return Err(VolumeError::TrailingData {
+                path: path.to_path_buf(),
+                limit: MAX_TRAILING,
+            });
+        }
     }
     if !options.allow_non_finite {
         let bad = match &data {
@@ -425,109 +468,6 @@ fn read_stream<R: Read>(
         data,
         header,
     })
-}
-
-/// The three spatial dimensions; more dimensions are accepted only when they are all 1.
-fn validate_dims(path: &Path, h: &nifti::NiftiHeader) -> Result<[usize; 3]> {
-    let ndim = usize::from(h.dim[0]);
-    if !(1..=7).contains(&ndim) {
-        return Err(VolumeError::InvalidHeader {
-            path: path.to_path_buf(),
-            field: "dim[0]",
-            detail: format!("{ndim} dimensions"),
-        });
-    }
-    // dim is a signed short on disk: values past i16::MAX are negative lengths
-    if let Some(k) = (1..=ndim).find(|k| h.dim[*k] > i16::MAX as u16) {
-        return Err(VolumeError::InvalidHeader {
-            path: path.to_path_buf(),
-            field: DIM_FIELDS[k],
-            detail: format!("negative length {}", h.dim[k] as i16),
-        });
-    }
-    let dims: Vec<usize> = h.dim[1..=ndim].iter().map(|d| usize::from(*d)).collect();
-    if dims.contains(&0) {
-        return Err(VolumeError::InvalidHeader {
-            path: path.to_path_buf(),
-            field: "dim",
-            detail: format!("zero-length dimension in {dims:?}"),
-        });
-    }
-    if dims.iter().skip(3).any(|d| *d > 1) {
-        return Err(VolumeError::NotThreeDimensional {
-            path: path.to_path_buf(),
-            dims,
-        });
-    }
-    let get = |i: usize| dims.get(i).copied().unwrap_or(1);
-    Ok([get(0), get(1), get(2)])
-}
-
-const DIM_FIELDS: [&str; 8] = [
-    "dim[0]", "dim[1]", "dim[2]", "dim[3]", "dim[4]", "dim[5]", "dim[6]", "dim[7]",
-];
-const PIXDIM_FIELDS: [&str; 3] = ["pixdim[1]", "pixdim[2]", "pixdim[3]"];
-
-/// Voxel sizes statapp accepts, in mm: from micro-CT-like 0.01 mm to 100 mm slabs. Anything
-/// outside is a unit or export error that would size resampling absurdly.
-const PLAUSIBLE_MM: std::ops::RangeInclusive<f32> = 0.01..=100.0;
-
-/// The voxel size must be finite, positive and plausible in millimetres before anything is
-/// resampled with it; spatial units other than mm (or unknown, which readers take as mm) are
-/// rejected rather than silently read as mm; scale factors must not be infinite.
-fn validate_spacing(path: &Path, h: &nifti::NiftiHeader) -> Result<()> {
-    let invalid = |field: &'static str, detail: String| VolumeError::InvalidHeader {
-        path: path.to_path_buf(),
-        field,
-        detail,
-    };
-    match h.xyzt_units & 0x07 {
-        0 | 2 => {}
-        1 => {
-            return Err(invalid(
-                "xyzt_units",
-                "spatial units are metres; statapp reads millimetres: convert the file (pixdim and affine x 1000)".into(),
-            ));
-        }
-        3 => {
-            return Err(invalid(
-                "xyzt_units",
-                "spatial units are micrometres; statapp reads millimetres: convert the file (pixdim and affine / 1000)".into(),
-            ));
-        }
-        code => {
-            return Err(invalid(
-                "xyzt_units",
-                format!("unknown spatial unit code {code}"),
-            ));
-        }
-    }
-    // NaN is how nibabel writes "no scaling"; an infinite factor is a broken export
-    for (field, v) in [("scl_slope", h.scl_slope), ("scl_inter", h.scl_inter)] {
-        if v.is_infinite() {
-            return Err(invalid(field, format!("{v} is not a finite scale factor")));
-        }
-    }
-    for (k, field) in PIXDIM_FIELDS.iter().enumerate() {
-        let v = h.pixdim[k + 1];
-        if !v.is_finite() || v <= 0.0 {
-            return Err(invalid(
-                field,
-                format!("voxel size {v} is not a positive number"),
-            ));
-        }
-        if !PLAUSIBLE_MM.contains(&v) {
-            return Err(invalid(
-                field,
-                format!(
-                    "voxel size {v} mm is outside {}..={} mm",
-                    PLAUSIBLE_MM.start(),
-                    PLAUSIBLE_MM.end()
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn read_array<T: Pod, R: Read>(

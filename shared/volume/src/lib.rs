@@ -6,6 +6,7 @@
 
 mod error;
 mod geometry;
+mod header;
 mod io;
 
 pub use error::{Result, VolumeError};
