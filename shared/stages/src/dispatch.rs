@@ -4,12 +4,11 @@
 
 use crate::StageError;
 use crate::ensemble::handle_ensemble;
-use crate::ingest::handle_event;
+use crate::ingest::{handle_event, read_options_from_env};
 use crate::score::{handle_merge, handle_metrics};
 use statapp_pipeline::events::parse_object_created;
 use statapp_pipeline::jobs::Job;
 use statapp_pipeline::{JobQueue, ObjectStore};
-use statapp_volume::ReadOptions;
 
 /// The queues stages send work to.
 #[derive(Clone, Copy)]
@@ -32,11 +31,14 @@ impl std::fmt::Debug for Outputs<'_> {
 }
 
 fn job(body: &str) -> Result<Job, StageError> {
-    Job::from_json(body).map_err(|e| StageError::Input(format!("unreadable job message: {e}")))
+    Ok(Job::from_json(body)?)
 }
 
-fn unexpected(function: &str, job: &Job) -> StageError {
-    StageError::Input(format!("the {function} function does not handle {job:?}"))
+fn unexpected(function: &'static str, job: &Job) -> StageError {
+    StageError::WrongFunction {
+        function,
+        job: format!("{job:?}"),
+    }
 }
 
 /// Runs `function`'s handler on one message; a panic becomes [`StageError::Panic`] naming the
@@ -72,7 +74,7 @@ fn guarded(
 /// fn-preprocess: an S3 event (plain or inside an SQS message) for `incoming/` or `models/`.
 pub fn preprocess(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(), StageError> {
     guarded("preprocess", body, || {
-        handle_event(body, store, out.infer, &ReadOptions::default()).map(|_| ())
+        handle_event(body, store, out.infer, &read_options_from_env()?).map(|_| ())
     })
 }
 

@@ -37,8 +37,11 @@ pub fn handle_ensemble(
             }
         }
         let out = scratch.path().join(format!("out-{name}"));
-        ensemble_to_dir(&dirs, &out)
-            .map_err(|e| StageError::Input(format!("{case} {name}: {e}")))?;
+        ensemble_to_dir(&dirs, &out).map_err(|source| StageError::Ensemble {
+            case: case.to_string(),
+            name: name.to_string(),
+            source: Box::new(source),
+        })?;
         let prefix = format!("ensembles/{name}");
         predictions::upload(store, &out, &prefix, case)?;
         metrics.send(

@@ -11,12 +11,12 @@
 //! to one process; a duplicated part rewrites the same bytes; a gather that finds parts missing
 //! re-queues itself with a delay and, after a while, re-sends the missing parts.
 
+use crate::StageError;
 use crate::dispatch::Outputs;
 use crate::ingest::registered_models;
 use crate::memory::{peak_rss_bytes, reset_peak};
 use crate::predictions;
 use crate::preprocessed::{self, ModelPlan, PreprocessedCase, get, read_rows};
-use crate::{StageError, input};
 use burn::tensor::Device;
 use ndarray::{Array4, s};
 use serde::{Deserialize, Serialize};
@@ -90,15 +90,17 @@ impl Default for InferSettings {
     }
 }
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> Result<T, StageError>
+fn env<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, StageError>
 where
     T::Err: std::fmt::Display,
 {
     match std::env::var(name).as_deref() {
         Err(_) | Ok("") => Ok(default),
-        Ok(v) => v
-            .parse()
-            .map_err(|e| StageError::Input(format!("{name}={v:?}: {e}"))),
+        Ok(v) => v.parse().map_err(|e: T::Err| StageError::Config {
+            name,
+            value: v.to_string(),
+            detail: e.to_string(),
+        }),
     }
 }
 
@@ -157,11 +159,14 @@ fn network(
     // keep the checkpoint's file name: its extension says which format it is
     let name = Path::new(&checkpoint)
         .file_name()
-        .ok_or_else(|| StageError::Input(format!("model {model}: checkpoint {checkpoint:?}")))?;
+        .ok_or_else(|| StageError::Malformed {
+            key: format!("models/{model}/model.json"),
+            detail: format!("checkpoint {checkpoint:?} names no file"),
+        })?;
     let scratch = tempfile::tempdir()?;
     let local = scratch.path().join(name);
     std::fs::write(&local, get(store, &format!("models/{model}/{checkpoint}"))?)?;
-    let net = load_weights(&plan.info.network, &local, device).map_err(input)?;
+    let net = load_weights(&plan.info.network, &local, device).map_err(StageError::model(model))?;
     NETS.with_borrow_mut(|nets| {
         nets.retain(|n| n.model != *model);
         if nets.len() >= CACHED_NETS {
@@ -311,7 +316,8 @@ impl Setup {
             (origin[0] + shape[0]).saturating_sub(pad),
         )?;
         let boxed = self.sw.pad_box(rows.view(), z0, origin, shape);
-        predict_partial(net, (&boxed, origin), &self.sw, range, self.opts, device).map_err(input)
+        predict_partial(net, (&boxed, origin), &self.sw, range, self.opts, device)
+            .map_err(StageError::model(&self.plan.model))
     }
 }
 
@@ -437,7 +443,7 @@ fn run_part(
         )?;
     }
     // the run record last: its presence means the part is done
-    let json = serde_json::to_vec(&run).map_err(input)?;
+    let json = serde_json::to_vec(&run).map_err(StageError::json(&done_key))?;
     store.put(&done_key, &json)?;
     tracing::info!(case, model = %su.plan.model, part = part.index, of = part.count, "part written");
     Ok(())
@@ -503,8 +509,7 @@ fn gather_export(
     let info = &su.plan.info;
     let image_key = format!("cases/{case}/image.nii.gz");
     // the header is enough: the image's voxels are on the network's grid in `preprocessed/`
-    let geometry = read_nifti_geometry_bytes(Path::new(&image_key), &get(store, &image_key)?)
-        .map_err(input)?;
+    let geometry = read_nifti_geometry_bytes(Path::new(&image_key), &get(store, &image_key)?)?;
     let record = PredictionRecord::new(
         info,
         info.prediction_checkpoint(),
@@ -514,9 +519,10 @@ fn gather_export(
     let props = &su.pre.properties;
     let mut files = if RowExport::supported(&su.plan.plans, config, props, su.pre.shape) {
         let (acc, rows) = (su.opts.accumulation, su.pre.shape[0]);
-        let mut ex = RowExport::new(info, config, props, &geometry, acc, rows).map_err(input)?;
-        sum_parts(su, parts, load, &mut |l| ex.push(l.view()).map_err(input))?;
-        ex.finish(&record).map_err(input)?
+        let fail = || StageError::model(&su.plan.model);
+        let mut ex = RowExport::new(info, config, props, &geometry, acc, rows).map_err(fail())?;
+        sum_parts(su, parts, load, &mut |l| ex.push(l.view()).map_err(fail()))?;
+        ex.finish(&record).map_err(fail())?
     } else {
         let mut blocks = Vec::new();
         sum_parts(su, parts, load, &mut |l| {
@@ -524,14 +530,22 @@ fn gather_export(
             Ok(())
         })?;
         let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
-        let logits = ndarray::concatenate(ndarray::Axis(1), &views).map_err(input)?;
+        let logits =
+            ndarray::concatenate(ndarray::Axis(1), &views).map_err(|e| StageError::Malformed {
+                key: format!("the parts of case {case}, model {}", su.plan.model),
+                detail: e.to_string(),
+            })?;
         drop(blocks);
         let pred = export_logits(&logits, &su.plan.plans, config, props, su.opts.accumulation)
-            .map_err(input)?;
-        encode_prediction(info, pred, &geometry, &record).map_err(input)?
+            .map_err(StageError::model(&su.plan.model))?;
+        encode_prediction(info, pred, &geometry, &record)
+            .map_err(StageError::model(&su.plan.model))?
     };
     let run = RunRecord::new(su, runs, started, settings);
-    let json = serde_json::to_vec_pretty(&run).map_err(input)?;
+    let json = serde_json::to_vec_pretty(&run).map_err(StageError::json(format!(
+        "predictions/{}/{case}/run.json",
+        su.plan.model
+    )))?;
     files.insert(files.len() - 1, ("run.json".to_string(), json));
     let prefix = format!("predictions/{}", su.plan.model);
     for (file, bytes) in files {
@@ -609,13 +623,17 @@ pub fn handle_gather(
     let mut runs = Vec::new();
     for p in &job.parts {
         let bytes = get(store, su.partial_key(case, p, PART_DONE)?.as_str())?;
-        runs.push(serde_json::from_slice::<PartRun>(&bytes).map_err(input)?);
+        let key = su.partial_key(case, p, PART_DONE)?;
+        runs.push(serde_json::from_slice::<PartRun>(&bytes).map_err(StageError::json(key))?);
     }
     let mut load = |p: &Part, block: usize| {
         let key = su.partial_key(case, p, &block_name(block))?;
         Partial::decode(&get(store, key.as_str())?)
             .map(std::borrow::Cow::Owned)
-            .map_err(|e| StageError::Input(format!("{key}: {e}")))
+            .map_err(|source| StageError::Partial {
+                key: key.to_string(),
+                source,
+            })
     };
     gather_export(store, &su, case, &job.parts, &mut load, runs, settings)?;
     // the parts are this function's own scratch: gone once the prediction is whole
@@ -637,14 +655,13 @@ fn wait_for_parts(
     settings: &InferSettings,
 ) -> Result<(), StageError> {
     if job.attempt >= settings.max_attempts {
-        return Err(StageError::Input(format!(
-            "case {}, model {}: {} of {} parts still missing after {} waits",
-            job.case,
-            job.model,
-            missing.len(),
-            job.parts.len(),
-            job.attempt
-        )));
+        return Err(StageError::PartsMissing {
+            case: job.case.clone(),
+            model: job.model.clone(),
+            missing: missing.len(),
+            parts: job.parts.len(),
+            waits: job.attempt,
+        });
     }
     let attempt = job.attempt + 1;
     if attempt.is_multiple_of(settings.resend_every) {

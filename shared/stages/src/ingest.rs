@@ -1,6 +1,7 @@
 //! Ingest: the handler of object-created events under `incoming/`. It waits until a case has its
-//! image and three annotations, validates them together (readable NIfTI, finite intensities,
-//! labels 0..3, no empty annotation, one voxel grid), then writes the canonical copy under
+//! image and three annotations, validates them together (readable NIfTI within the decode budget,
+//! finite and non-constant intensities, integer labels 0..3, no empty annotation, one voxel grid),
+//! then writes the canonical copy under
 //! `cases/<case>/` and one `InferJob` per registered model. A bad upload gets
 //! `errors/<case>.json` (a [`Rejection`]: kind, file, field, message), written once: the verdict
 //! is permanent, so the message is not retried; a corrected upload clears the error file.
@@ -123,7 +124,7 @@ pub(crate) fn reject(
         why: &'a Rejection,
     }
     let text = serde_json::to_string_pretty(&Doc { case, why: &why })
-        .map_err(|e| StageError::Input(format!("errors/{case}.json: {e}")))?
+        .map_err(StageError::json(format!("errors/{case}.json")))?
         + "\n";
     store.put(&error_key(case)?, text.as_bytes())?;
     tracing::warn!(case, kind = %why.kind, file = %why.file, message = %why.message, "upload rejected");
@@ -349,15 +350,28 @@ pub fn registered_models(store: &dyn ObjectStore) -> Result<Vec<String>, StageEr
         .collect())
 }
 
-/// The checks of a complete case; the reason names the file.
+/// The checks of a complete case; the reason names the file. An empty annotation is rejected
+/// (DESIGN.md §3): every CURVAS case shows all three organs, so an annotation with no organ is a
+/// failed export, and its Dice and Hausdorff would be undefined rather than informative.
 fn validate(keys: &[Key], bodies: &[Vec<u8>], opts: &ReadOptions) -> Result<(), Rejection> {
     let name = |k: &Key| Path::new(k.as_str()).to_path_buf();
     let image = read_nifti_bytes(&name(&keys[0]), &bodies[0], opts)
         .map_err(|e| Rejection::volume(&keys[0], &e))?;
+    if let Some((lo, hi)) = image.value_range().filter(|(lo, hi)| lo == hi) {
+        return Err(Rejection::new(
+            "ConstantImage",
+            &keys[0],
+            format!(
+                "{}: every voxel is {lo} (from {lo} to {hi}): not a CT",
+                keys[0]
+            ),
+        ));
+    }
     for (k, body) in keys.iter().zip(bodies).skip(1) {
         let fail = |e: VolumeError| Rejection::volume(k, &e);
         let ann = read_nifti_bytes(&name(k), body, opts).map_err(fail)?;
         let labels = ann.to_labels(3).map_err(fail)?;
+        drop(ann);
         image
             .geometry
             .ensure_same_grid(&name(&keys[0]), labels.geometry(), &name(k))
@@ -371,4 +385,29 @@ fn validate(keys: &[Key], bodies: &[Vec<u8>], opts: &ReadOptions) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// The read limits of this process: `STATAPP_DECODE_BUDGET_MB` when set, else a third of the
+/// Lambda function's memory (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), else the library default.
+pub fn read_options_from_env() -> Result<ReadOptions, StageError> {
+    let mib = |name: &'static str| -> Result<Option<u64>, StageError> {
+        match std::env::var(name).as_deref() {
+            Err(_) | Ok("") => Ok(None),
+            Ok(v) => v.parse().map(Some).map_err(|e| StageError::Config {
+                name,
+                value: v.to_string(),
+                detail: format!("{e}"),
+            }),
+        }
+    };
+    Ok(match mib("STATAPP_DECODE_BUDGET_MB")? {
+        Some(budget) => ReadOptions {
+            max_bytes: budget << 20,
+            ..ReadOptions::default()
+        },
+        None => match mib("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")? {
+            Some(memory) => ReadOptions::for_memory_mib(memory),
+            None => ReadOptions::default(),
+        },
+    })
 }

@@ -16,13 +16,9 @@ pub mod predictions;
 pub mod preprocessed;
 pub mod score;
 
-/// A stage input that cannot be used, with what was wrong with it.
-pub(crate) fn input(e: impl std::fmt::Display) -> StageError {
-    StageError::Input(e.to_string())
-}
-
 /// Failure of one message; the message is left for redelivery (and, after the configured number
-/// of receives, the dead-letter queue).
+/// of receives, the dead-letter queue). Every variant names what it is about (the key, case or
+/// model), so a log line or dead-letter inspection says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     #[error(transparent)]
@@ -33,8 +29,84 @@ pub enum StageError {
     Event(#[from] statapp_pipeline::events::EventError),
     #[error(transparent)]
     Key(#[from] statapp_pipeline::KeyError),
-    #[error("{0}")]
-    Input(String),
+    /// The message is not a job this system writes.
+    #[error("unreadable job message: {0}")]
+    Job(#[from] statapp_pipeline::jobs::JobError),
+    /// A job sent to a function that does not run it (a mis-wired queue).
+    #[error("the {function} function does not handle {job}")]
+    WrongFunction { function: &'static str, job: String },
+    /// An object an earlier stage should have written is not in the store.
+    #[error("{key}: missing")]
+    Missing { key: String },
+    /// A stored JSON document (or one about to be stored) that does not (de)serialise.
+    #[error("{key}: {source}")]
+    Json {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored volume that does not read (uploads are checked by ingest, so this is a bug or a
+    /// hand-edited bucket).
+    #[error(transparent)]
+    Volume(#[from] statapp_volume::VolumeError),
+    /// A model's `model.json` (or an nnU-Net folder's description of it).
+    #[error("model {model}: {source}")]
+    ModelInfo {
+        model: String,
+        #[source]
+        source: statapp_nnunet::model_dir::ModelDirError,
+    },
+    /// A model's `plans.json`.
+    #[error("model {model}: {source}")]
+    Plans {
+        model: String,
+        #[source]
+        source: statapp_nnunet::plans_file::PlansError,
+    },
+    /// Ensembling the members' predictions of a case.
+    #[error("case {case}, ensemble {name}: {source}")]
+    Ensemble {
+        case: String,
+        name: String,
+        #[source]
+        source: Box<statapp_nnunet::ensemble::EnsembleError>,
+    },
+    /// One part's stored sums.
+    #[error("{key}: {source}")]
+    Partial {
+        key: String,
+        #[source]
+        source: statapp_nnunet::partial::PartialError,
+    },
+    /// A stored object of the wrong size or shape.
+    #[error("{key}: {detail}")]
+    Malformed { key: String, detail: String },
+    /// A configuration variable that does not parse.
+    #[error("{name}={value:?}: {detail}")]
+    Config {
+        name: &'static str,
+        value: String,
+        detail: String,
+    },
+    /// The parts of a fanned-out prediction did not all arrive.
+    #[error(
+        "case {case}, model {model}: {missing} of {parts} parts still missing after {waits} waits"
+    )]
+    PartsMissing {
+        case: String,
+        model: String,
+        missing: usize,
+        parts: usize,
+        waits: u32,
+    },
+    /// Loading a model's weights or predicting with it.
+    #[cfg(feature = "infer")]
+    #[error("model {model}: {source}")]
+    Model {
+        model: String,
+        #[source]
+        source: Box<ModelFailure>,
+    },
     #[error(transparent)]
     Metrics(#[from] statapp_metrics::MetricsError),
     #[error(transparent)]
@@ -49,4 +121,35 @@ pub enum StageError {
         about: String,
         message: String,
     },
+}
+
+/// What went wrong inside the model crate.
+#[cfg(feature = "infer")]
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFailure {
+    #[error(transparent)]
+    Checkpoint(#[from] statapp_model::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Predict(#[from] statapp_model::predict::PredictError),
+    #[error(transparent)]
+    Output(#[from] statapp_volume::VolumeError),
+}
+
+impl StageError {
+    /// A JSON (de)serialisation failure of the document at `key`.
+    pub(crate) fn json(key: impl std::fmt::Display) -> impl FnOnce(serde_json::Error) -> Self {
+        move |source| Self::Json {
+            key: key.to_string(),
+            source,
+        }
+    }
+
+    /// A failure of the model `model`.
+    #[cfg(feature = "infer")]
+    pub(crate) fn model<E: Into<ModelFailure>>(model: &str) -> impl FnOnce(E) -> Self + '_ {
+        move |e| Self::Model {
+            model: model.to_string(),
+            source: Box::new(e.into()),
+        }
+    }
 }

@@ -100,8 +100,12 @@ pub fn describe(id: &str, folder: &str, store: &dyn ObjectStore) -> Result<Inges
         store.put(&Key::new(format!("{name}/{file}"))?, &std::fs::read(path)?)?;
     }
     let key = Key::new(format!("{name}/{MODEL_JSON}"))?;
-    let bytes = encode_info(std::path::Path::new(key.as_str()), &found.info)
-        .map_err(|e| StageError::Input(e.to_string()))?;
+    let bytes = encode_info(std::path::Path::new(key.as_str()), &found.info).map_err(|source| {
+        StageError::ModelInfo {
+            model: id.to_string(),
+            source,
+        }
+    })?;
     store.put(&key, &bytes)?;
     tracing::info!(model = id, folder, "nnU-Net model described");
     Ok(Ingested::NnunetModelDescribed {

@@ -49,7 +49,7 @@ pub fn download(
         let k = key(prefix, case, f)?;
         let body = store
             .get(&k)?
-            .ok_or_else(|| StageError::Input(format!("{k}: missing")))?;
+            .ok_or_else(|| StageError::Missing { key: k.to_string() })?;
         std::fs::write(dir.join(f), body)?;
     }
     Ok(())

@@ -6,7 +6,7 @@
 //! digest) written last. Models sharing a plan share the preprocessed case; the plan digest is
 //! the sha256 of the model's `plans.json` bytes and configuration name.
 
-use crate::{StageError, input};
+use crate::StageError;
 use ndarray::{Array3, s};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -35,7 +35,10 @@ impl ModelPlan {
     pub fn configuration(&self) -> Result<&Configuration, StageError> {
         self.plans
             .configuration(&self.info.configuration)
-            .map_err(|e| StageError::Input(format!("model {}: {e}", self.model)))
+            .map_err(|source| StageError::Plans {
+                model: self.model.clone(),
+                source,
+            })
     }
 }
 
@@ -71,17 +74,25 @@ pub(crate) fn get(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>, StageEr
     let k = Key::new(key)?;
     store
         .get(&k)?
-        .ok_or_else(|| StageError::Input(format!("{k}: missing")))
+        .ok_or_else(|| StageError::Missing { key: k.to_string() })
 }
 
 /// Reads `models/<model>/{model.json,plans.json}`.
 pub fn model_plan(store: &dyn ObjectStore, model: &str) -> Result<ModelPlan, StageError> {
     let info_key = format!("models/{model}/{MODEL_JSON}");
-    let info = parse_info(Path::new(&info_key), &get(store, &info_key)?).map_err(input)?;
+    let info = parse_info(Path::new(&info_key), &get(store, &info_key)?).map_err(|source| {
+        StageError::ModelInfo {
+            model: model.to_string(),
+            source,
+        }
+    })?;
     let plans_bytes = get(store, &format!("models/{model}/plans.json"))?;
     let json = serde_json::from_slice(&plans_bytes)
-        .map_err(|e| StageError::Input(format!("models/{model}/plans.json: {e}")))?;
-    let plans = Plans::from_json(&json).map_err(input)?;
+        .map_err(StageError::json(format!("models/{model}/plans.json")))?;
+    let plans = Plans::from_json(&json).map_err(|source| StageError::Plans {
+        model: model.to_string(),
+        source,
+    })?;
     Ok(ModelPlan {
         model: model.to_string(),
         digest: plan_digest(&plans_bytes, &info.configuration),
@@ -106,7 +117,7 @@ pub fn load(
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| StageError::Input(format!("{key}: {e}"))),
+            .map_err(StageError::json(&key)),
     }
 }
 
@@ -124,8 +135,7 @@ pub fn ensure(
     let image_key = format!("cases/{case}/image.nii.gz");
     let bytes = get(store, &image_key)?;
     let image_sha256 = hex(&bytes);
-    let image =
-        read_nifti_bytes(Path::new(&image_key), &bytes, &ReadOptions::default()).map_err(input)?;
+    let image = read_nifti_bytes(Path::new(&image_key), &bytes, &ReadOptions::default())?;
     drop(bytes);
     let (data, geometry) = image.into_f32().into_parts();
     let forward = plan.plans.transpose_forward;
@@ -155,7 +165,8 @@ pub fn ensure(
         properties: pre.properties,
         image_sha256,
     };
-    let json = serde_json::to_vec_pretty(&done).map_err(input)?;
+    let json =
+        serde_json::to_vec_pretty(&done).map_err(StageError::json(format!("{dir}/{CASE_JSON}")))?;
     store.put(&Key::new(format!("{dir}/{CASE_JSON}"))?, &json)?;
     tracing::info!(case, plan = %plan.digest, shape = ?done.shape, "preprocessed");
     Ok(done)
@@ -180,10 +191,10 @@ pub fn read_rows(
         let bytes = get(store, &key)?;
         let rows = (r.min(nz - k * r)) * plane;
         if bytes.len() != rows * 4 {
-            return Err(StageError::Input(format!(
-                "{key}: {} bytes, not {rows} float32 values",
-                bytes.len()
-            )));
+            return Err(StageError::Malformed {
+                detail: format!("{} bytes, not {rows} float32 values", bytes.len()),
+                key,
+            });
         }
         // the part of this chunk inside z0..z1
         let first = z0.max(k * r) - k * r;
@@ -195,5 +206,8 @@ pub fn read_rows(
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         );
     }
-    Array3::from_shape_vec((z1 - z0, ny, nx), values).map_err(input)
+    Array3::from_shape_vec((z1 - z0, ny, nx), values).map_err(|e| StageError::Malformed {
+        key: dir,
+        detail: e.to_string(),
+    })
 }

@@ -22,9 +22,9 @@ pub fn handle_metrics(
     let scratch = tempfile::tempdir()?;
     let fetch = |key: String, file: &str| -> Result<std::path::PathBuf, StageError> {
         let key = Key::new(key)?;
-        let body = store
-            .get(&key)?
-            .ok_or_else(|| StageError::Input(format!("{key}: missing")))?;
+        let body = store.get(&key)?.ok_or_else(|| StageError::Missing {
+            key: key.to_string(),
+        })?;
         let path = scratch.path().join(file);
         std::fs::write(&path, body)?;
         Ok(path)
