@@ -10,7 +10,7 @@ use statapp_model::train::{TrainSettings, train};
 use statapp_nnunet::dataset::CaseSet;
 use statapp_nnunet::prepare::{PrepareRequest, prepare_dataset};
 use statapp_pipeline::{Key, ObjectStore};
-use statapp_stages::local::{LocalPipeline, Stage};
+use statapp_stages::local::LocalPipeline;
 use statapp_stages::score::COMBINED;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -130,14 +130,7 @@ pub fn run(args: Args) -> Result<()> {
     let spinner = progress::spinner("pipeline");
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     let stats = pipeline.run_until_idle(&device, &mut |stage, _| {
-        let name = match stage {
-            Stage::Ingest => "ingest",
-            Stage::Infer => "infer",
-            Stage::Aggregate => "ensemble",
-            Stage::Metrics => "metrics",
-            Stage::Merge => "merge",
-        };
-        *counts.entry(name).or_default() += 1;
+        *counts.entry(stage.name()).or_default() += 1;
         spinner.set_message(format!("pipeline {counts:?}"));
     })?;
     spinner.finish_and_clear();

@@ -4,6 +4,7 @@ mod bench;
 mod cloud;
 mod demo;
 mod ensemble;
+mod fuzz;
 mod inspect;
 mod metrics;
 mod model_cmds;
@@ -11,6 +12,7 @@ mod plan_inference;
 mod prepare;
 mod preview;
 mod progress;
+mod serve;
 mod synth;
 mod train;
 
@@ -59,6 +61,9 @@ enum Command {
     /// Upload a case or a trained model into the configured bucket.
     #[command(subcommand)]
     Upload(cloud::UploadCommand),
+    /// The embedded pipeline on a directory bucket that files are copied into (`--once`: process
+    /// what is there and exit when idle).
+    Serve(serve::Args),
     /// Run the pipeline against the configured S3/SQS endpoint (plays the Lambda triggers).
     Run(cloud::RunArgs),
     /// Download metrics/combined.csv from the configured bucket.
@@ -108,6 +113,7 @@ fn main() -> anyhow::Result<()> {
         Command::ExportModel(args) => model_cmds::export(args),
         Command::Setup(args) => cloud::setup(args),
         Command::Upload(cmd) => cloud::upload(cmd),
+        Command::Serve(args) => serve::run(args),
         Command::Run(args) => cloud::run(args),
         Command::DlMetrics(args) => cloud::dl_metrics(args),
         Command::Bench(cmd) => bench::run(cmd),

@@ -105,6 +105,21 @@ impl DirStore {
         &self.root
     }
 
+    /// Sends the object-created event of every object already under `prefix` to the queues that
+    /// watch it, as if each had just been written: files copied into the directory by other tools
+    /// (`cp`, a file manager) enter the pipeline this way. Returns how many objects were announced.
+    pub fn announce(&self, prefix: &str) -> Result<usize, StoreError> {
+        let keys = self.list(prefix)?;
+        for key in &keys {
+            let body = self.get(key)?.ok_or_else(|| StoreError::Notify {
+                key: key.to_string(),
+                detail: "deleted while being announced".into(),
+            })?;
+            self.created(key, &body)?;
+        }
+        Ok(keys.len())
+    }
+
     fn path(&self, key: &Key) -> PathBuf {
         key.segments().fold(self.root.clone(), |p, s| p.join(s))
     }
@@ -180,7 +195,13 @@ impl ObjectStore for DirStore {
 
     fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError> {
         let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
+        // the directory of the prefix's complete segments holds everything under it
+        let dir = prefix.rsplit_once('/').map_or("", |(d, _)| d);
+        let start = dir
+            .split('/')
+            .filter(|s| !matches!(*s, "" | "." | ".."))
+            .fold(self.root.clone(), |p, s| p.join(s));
+        let mut stack = vec![start];
         while let Some(dir) = stack.pop() {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,

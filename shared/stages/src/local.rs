@@ -26,6 +26,19 @@ pub enum Stage {
     Merge,
 }
 
+impl Stage {
+    /// The stage's name in progress lines and summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Infer => "infer",
+            Stage::Aggregate => "ensemble",
+            Stage::Metrics => "metrics",
+            Stage::Merge => "merge",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct LocalPipeline {
     pub store: DirStore,
@@ -70,6 +83,13 @@ impl LocalPipeline {
             dead_letters,
             settings: crate::infer::InferSettings::from_env()?,
         })
+    }
+
+    /// Queues the object-created event of every upload already in the bucket (`incoming/` and
+    /// `models/`): what a watcher that just started, or `serve --once`, has to catch up on. A
+    /// case or model seen before is recognised by ingest and costs a read, nothing more.
+    pub fn rescan(&self) -> Result<usize, StageError> {
+        Ok(self.store.announce("incoming/")? + self.store.announce("models/")?)
     }
 
     fn outputs(&self) -> Outputs<'_> {
