@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use burn::tensor::Device;
+pub mod hostile;
+
 use statapp_aws::{Aws, AwsConfig, Provisioned, S3Store, provision};
 use statapp_lambda::{Drained, Handler, Services, drain};
 use statapp_model::train::{TrainSettings, train};

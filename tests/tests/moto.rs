@@ -159,6 +159,22 @@ fn poison_uploads_explain_themselves_once() {
 }
 
 #[test]
+fn hostile_corpus_gives_typed_errors_on_moto() {
+    let _ = endpoint();
+    let h = Harness::new("corpus", Duration::from_secs(1), 2);
+    let store = h.store();
+    let cases = statapp_e2e::hostile::corpus();
+    for c in &cases {
+        upload_case(store, &c.name, &c.files);
+    }
+    h.drain(1);
+    let wrong = statapp_e2e::hostile::mismatches(store, &cases);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let dead = h.dead_letters("ingest");
+    assert!(dead.is_empty(), "{dead:?}");
+}
+
+#[test]
 fn hostile_keys_are_rejected_and_write_nothing() {
     let _ = endpoint();
     let h = Harness::new("hostile", Duration::from_secs(1), 2);
