@@ -76,6 +76,17 @@ pub enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Mutation fuzzing of the NIfTI reader: mutated headers and data of valid files, decoded
+    /// under a byte budget; fails on any panic (replay one with the same --seed).
+    FuzzNifti {
+        #[arg(long, default_value_t = 100_000)]
+        iterations: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The decode budget (`ReadOptions::max_bytes`), in MiB.
+        #[arg(long, default_value_t = 256)]
+        budget_mib: u64,
+    },
     /// Write one phantom case plus model-like probability maps (prob_panc/kidn/livr.nii.gz, f32)
     /// for benchmarking `statapp metrics case` against tools/metrics_reference.py.
     MetricsData {
@@ -178,6 +189,11 @@ fn report(what: &str, seconds: f64) {
 
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
+        Command::FuzzNifti {
+            iterations,
+            seed,
+            budget_mib,
+        } => crate::fuzz::run(iterations, seed, budget_mib)?,
         Command::Synth { size, seed, out } => {
             let t = Instant::now();
             let phantom = statapp_synth::generate(seed, 0, size);

@@ -491,3 +491,39 @@ fn demo_runs_the_event_driven_pipeline_to_the_combined_csv() {
     assert!(!out.join("bucket/cases/case_000").exists());
     assert!(!out.join("bucket/errors").exists());
 }
+
+#[test]
+fn serve_once_runs_what_was_copied_into_the_bucket() {
+    let bucket = tempfile::tempdir().unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hostile");
+    for case in ["valid", "constant_image", "bomb_over_budget"] {
+        let dir = bucket.path().join("incoming").join(case);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(corpus.join(case)).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let o = statapp(&["serve", "--bucket", bucket.path().to_str().unwrap(), "--once"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("12 upload(s) found"), "{}", text(&o));
+    let error = |case: &str| {
+        let p = bucket.path().join(format!("errors/{case}.json"));
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+        doc["kind"].as_str().unwrap().to_string()
+    };
+    assert_eq!(error("constant_image"), "ConstantImage");
+    assert_eq!(error("bomb_over_budget"), "OverBudget");
+    assert!(bucket.path().join("cases/valid/ingested.json").exists());
+    assert!(!bucket.path().join("errors/valid.json").exists());
+}
+
+#[test]
+fn fuzzed_nifti_files_never_panic_the_reader() {
+    let o = statapp(&["bench", "fuzz-nifti", "--iterations", "3000", "--seed", "7"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("3000 inputs") && out.contains(", 0 panic(s)"), "{out}");
+    // the mutations reach both outcomes: typed errors and volumes that still read
+    assert!(out.contains("InvalidHeader") && out.contains("ok ("), "{out}");
+}
