@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 use clap::Parser;
 use statapp_pipeline::{Key, ObjectStore};
+use statapp_stages::ingest::sweep_incomplete;
 use statapp_stages::local::LocalPipeline;
 use statapp_stages::score::COMBINED;
 use std::collections::BTreeMap;
@@ -17,6 +18,10 @@ pub struct Args {
     /// Process what is in the bucket now and exit when every queue is idle.
     #[arg(long)]
     once: bool,
+    /// Once idle, a case still missing files this many seconds after its last upload gets an
+    /// `IncompleteCase` error in `errors/<case>.json`.
+    #[arg(long, default_value_t = 3600)]
+    incomplete_after_s: u64,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -34,6 +39,11 @@ pub fn run(args: Args) -> Result<()> {
     let stats = pipeline.run_until_idle(&device, &mut |stage, _| {
         *counts.entry(stage.name()).or_default() += 1;
     })?;
+    let after = std::time::Duration::from_secs(args.incomplete_after_s);
+    let incomplete = sweep_incomplete(&pipeline.store, std::time::SystemTime::now(), after)?;
+    if !incomplete.is_empty() {
+        println!("{} incomplete case(s) reported", incomplete.len());
+    }
     let rejected = pipeline.store.list("errors/")?.len();
     let dead = pipeline.dead_letters.bodies().len();
     println!(

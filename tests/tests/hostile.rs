@@ -6,6 +6,7 @@
 use burn::tensor::Device;
 use statapp_e2e::hostile::{HostileCase, corpus, mismatches};
 use statapp_pipeline::{Key, ObjectStore};
+use statapp_stages::ingest::sweep_incomplete;
 use statapp_stages::local::LocalPipeline;
 use std::path::Path;
 
@@ -61,4 +62,46 @@ fn every_hostile_upload_gets_its_typed_error_and_the_rest_go_on() {
     assert!(!store.exists(&error).unwrap());
     let ingested = Key::new("cases/gzip_cut_short/ingested.json").unwrap();
     assert!(store.exists(&ingested).unwrap());
+}
+
+#[test]
+fn a_case_missing_files_is_reported_after_the_timeout_and_goes_on_when_completed() {
+    let cases = corpus();
+    let valid = cases.iter().find(|c| c.name == "valid").unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let pipeline = LocalPipeline::open(bucket.path()).unwrap();
+    let store = &pipeline.store;
+    let put = |file: &str| {
+        let bytes = &valid.files.iter().find(|(f, _)| f == file).unwrap().1;
+        store
+            .put(&Key::new(format!("incoming/late/{file}")).unwrap(), bytes)
+            .unwrap();
+    };
+    put("image.nii.gz");
+    put("annotation_1.nii.gz");
+    let device = Device::flex();
+    pipeline.run_until_idle(&device, &mut |_, _| {}).unwrap();
+    let now = std::time::SystemTime::now();
+    let hour = std::time::Duration::from_secs(3600);
+    // not yet late: nothing is reported
+    assert!(sweep_incomplete(store, now, hour).unwrap().is_empty());
+    let later = now + 2 * hour;
+    assert_eq!(sweep_incomplete(store, later, hour).unwrap().len(), 1);
+    let error = Key::new("errors/late.json").unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_slice(&store.get(&error).unwrap().unwrap()).unwrap();
+    assert_eq!(doc["kind"], "IncompleteCase");
+    let message = doc["message"].as_str().unwrap();
+    assert!(message.contains("annotation_2, annotation_3"), "{message}");
+    // once: a second sweep leaves the entry alone
+    assert!(sweep_incomplete(store, later, hour).unwrap().is_empty());
+    put("annotation_2.nii.gz");
+    put("annotation_3.nii.gz");
+    pipeline.run_until_idle(&device, &mut |_, _| {}).unwrap();
+    assert!(!store.exists(&error).unwrap());
+    assert!(
+        store
+            .exists(&Key::new("cases/late/ingested.json").unwrap())
+            .unwrap()
+    );
 }

@@ -278,4 +278,32 @@ impl ObjectStore for S3Store {
                 .map_err(|e| io_err(key.as_str(), describe(e)))
         })
     }
+
+    fn modified(&self, key: &Key) -> Result<Option<std::time::SystemTime>, StoreError> {
+        self.aws.block_on(async {
+            match self
+                .aws
+                .s3
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .send()
+                .await
+            {
+                Ok(head) => {
+                    let t = head.last_modified().ok_or_else(|| {
+                        io_err(key.as_str(), "HEAD answered without Last-Modified")
+                    })?;
+                    let secs = u64::try_from(t.secs()).map_err(|_| {
+                        io_err(key.as_str(), format!("Last-Modified {t} is before 1970"))
+                    })?;
+                    Ok(Some(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+                    ))
+                }
+                Err(e) if not_found(e.raw_response()) => Ok(None),
+                Err(e) => Err(io_err(key.as_str(), describe(e))),
+            }
+        })
+    }
 }

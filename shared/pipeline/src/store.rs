@@ -30,6 +30,8 @@ pub trait ObjectStore: Send + Sync {
     /// Keys under `prefix` (whole segments), sorted.
     fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError>;
     fn delete(&self, key: &Key) -> Result<(), StoreError>;
+    /// When the object was last written (`None`: no such object).
+    fn modified(&self, key: &Key) -> Result<Option<std::time::SystemTime>, StoreError>;
 }
 
 /// Scratch folder inside the root for whole-object writes; never listed.
@@ -236,6 +238,14 @@ impl ObjectStore for DirStore {
         match std::fs::remove_file(self.path(key)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(key.as_str(), e)),
+        }
+    }
+
+    fn modified(&self, key: &Key) -> Result<Option<std::time::SystemTime>, StoreError> {
+        match std::fs::metadata(self.path(key)).and_then(|m| m.modified()) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(key.as_str(), e)),
         }
     }

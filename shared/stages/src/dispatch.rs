@@ -4,7 +4,7 @@
 
 use crate::StageError;
 use crate::ensemble::handle_ensemble;
-use crate::ingest::{handle_event, read_options_from_env};
+use crate::ingest::{SweepRequest, handle_event, read_options_from_env, sweep_incomplete};
 use crate::score::{handle_merge, handle_metrics};
 use statapp_pipeline::events::parse_object_created;
 use statapp_pipeline::jobs::Job;
@@ -71,9 +71,14 @@ fn guarded(
     })
 }
 
-/// fn-preprocess: an S3 event (plain or inside an SQS message) for `incoming/` or `models/`.
+/// fn-preprocess: an S3 event (plain or inside an SQS message) for `incoming/` or `models/`, or
+/// the schedule's request to report incomplete cases.
 pub fn preprocess(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(), StageError> {
     guarded("preprocess", body, || {
+        if let Ok(sweep) = serde_json::from_str::<SweepRequest>(body) {
+            let after = std::time::Duration::from_secs(sweep.incomplete_after_s);
+            return sweep_incomplete(store, std::time::SystemTime::now(), after).map(|_| ());
+        }
         handle_event(body, store, out.infer, &read_options_from_env()?).map(|_| ())
     })
 }

@@ -331,6 +331,66 @@ fn preprocess_once(
     Ok(out)
 }
 
+/// The ingest queue's message that asks for [`sweep_incomplete`] (sent by a schedule in the
+/// templates, and by `statapp serve` once idle).
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+pub struct SweepRequest {
+    /// Seconds since a case's last upload after which its missing files are reported.
+    pub incomplete_after_s: u64,
+}
+
+/// Cases under `incoming/` still missing files `after` their last upload get an
+/// `IncompleteCase` error naming the missing roles (once: a case with an `errors/` entry is
+/// skipped). Uploading the missing files later ingests the case and clears the error.
+pub fn sweep_incomplete(
+    store: &dyn ObjectStore,
+    now: std::time::SystemTime,
+    after: std::time::Duration,
+) -> Result<Vec<Ingested>, StageError> {
+    let mut cases: std::collections::BTreeMap<String, Vec<Key>> = Default::default();
+    for k in store.list("incoming/")? {
+        let segs: Vec<&str> = k.segments().collect();
+        if segs.len() == 3 && valid_case_id(segs[1]) && role_of(segs[2]).is_some() {
+            cases
+                .entry(segs[1].to_string())
+                .or_default()
+                .push(k.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for (case, keys) in cases {
+        let roles: Vec<&str> = keys
+            .iter()
+            .filter_map(|k| k.segments().nth(2).and_then(role_of))
+            .collect();
+        let missing: Vec<&str> = ROLES
+            .iter()
+            .copied()
+            .filter(|r| !roles.contains(r))
+            .collect();
+        let settled = store.exists(&Key::new(format!("cases/{case}/{INGESTED}"))?)?
+            || store.exists(&error_key(&case)?)?;
+        if missing.is_empty() || settled {
+            continue;
+        }
+        let mut last = std::time::UNIX_EPOCH;
+        for k in &keys {
+            last = last.max(store.modified(k)?.unwrap_or(last));
+        }
+        let idle = now.duration_since(last).unwrap_or_default();
+        if idle >= after {
+            let message = format!(
+                "incoming/{case}/ has had no upload for {} s and still lacks {}: upload them and the case goes on",
+                idle.as_secs(),
+                missing.join(", ")
+            );
+            let why = Rejection::new("IncompleteCase", format!("incoming/{case}/"), message);
+            out.push(reject(store, &case, why)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Deterministic gzip of an uncompressed `.nii` upload.
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>, StageError> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
