@@ -175,6 +175,29 @@ fn hostile_corpus_gives_typed_errors_on_moto() {
 }
 
 #[test]
+fn the_scheduled_sweep_reports_a_case_missing_files() {
+    let _ = endpoint();
+    let h = Harness::new("sweep", Duration::from_secs(1), 2);
+    let store = h.store();
+    let files = case_files(61);
+    upload_case(store, "late", &files[..2]);
+    h.drain(1);
+    // the message the hourly EventBridge rule sends (infra/template.yaml), with no delay
+    h.services
+        .ingest
+        .send(r#"{"incomplete_after_s": 0}"#)
+        .unwrap();
+    h.drain(1);
+    let error = text(store, "errors/late.json");
+    assert!(error.contains(r#""kind": "IncompleteCase""#), "{error}");
+    assert!(error.contains("annotation_2, annotation_3"), "{error}");
+    upload_case(store, "late", &files[2..]);
+    h.drain(1);
+    assert!(!store.exists(&key("errors/late.json")).unwrap());
+    assert!(store.exists(&key("cases/late/ingested.json")).unwrap());
+}
+
+#[test]
 fn hostile_keys_are_rejected_and_write_nothing() {
     let _ = endpoint();
     let h = Harness::new("hostile", Duration::from_secs(1), 2);
