@@ -31,8 +31,12 @@ impl Aws {
     /// instance role); `config.endpoint` (e.g. moto's server) overrides the service endpoints and
     /// switches S3 to path-style addressing. Must run inside a multi-threaded tokio runtime.
     pub async fn connect(config: &AwsConfig) -> Self {
+        // transient failures (5xx, throttling, timeouts) are retried in the call with backoff;
+        // what still fails fails the message, which SQS redelivers (then dead-letters)
+        let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(5);
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(config.region.clone()));
+            .region(aws_config::Region::new(config.region.clone()))
+            .retry_config(retry);
         if let Some(endpoint) = &config.endpoint {
             loader = loader.endpoint_url(endpoint);
         }

@@ -330,7 +330,9 @@ mod tests {
         let handler: Handler = Arc::new(|body: &str| match body {
             "ok" => Ok(()),
             "panic" => panic!("handler bug"),
-            other => Err(StageError::Input(format!("bad {other}"))),
+            other => Err(StageError::Missing {
+                key: format!("bad {other}"),
+            }),
         });
         let mut event = SqsEvent::default();
         event.records = vec![

@@ -33,10 +33,6 @@ pub struct RowExport {
     received: usize,
 }
 
-fn err(e: impl std::fmt::Display) -> PredictError {
-    PredictError(e.to_string())
-}
-
 impl RowExport {
     /// Whether the network grid of shape `net_shape` exports row block by row block.
     pub fn supported(
@@ -74,11 +70,8 @@ impl RowExport {
         let rows = if net_rows == props.shape_after_cropping_and_before_resampling[0] {
             None
         } else {
-            let one = || {
-                Self::row_resampler(config, props, net_rows).ok_or_else(|| {
-                    PredictError("rows of this plan and case do not resample row by row".into())
-                })
-            };
+            let one =
+                || Self::row_resampler(config, props, net_rows).ok_or(PredictError::NotRowWise);
             Some(
                 (0..info.classes.len())
                     .map(|_| one())
@@ -106,11 +99,11 @@ impl RowExport {
         let [_, y, x] = self.props.shape_before_cropping;
         let zeros = Array3::<f32>::zeros((n, y, x));
         for m in &mut self.maps {
-            m.write_rows(zeros.view()).map_err(err)?;
+            m.write_rows(zeros.view())?;
         }
         self.labels
             .write_rows(Array3::<u8>::zeros((n, y, x)).view())
-            .map_err(err)
+            .map_err(PredictError::from)
     }
 
     /// The next rows of logits `(classes, n, y, x)` on the network grid (unpadded).
@@ -140,7 +133,7 @@ impl RowExport {
             }
         }
         let views: Vec<_> = resampled.iter().map(|a| a.view()).collect();
-        let probs = softmax(&ndarray::stack(Axis(0), &views).map_err(err)?);
+        let probs = softmax(&ndarray::stack(Axis(0), &views)?);
         drop(resampled);
         let b = self.props.bbox_used_for_cropping;
         let [_, y, x] = self.props.shape_before_cropping;
@@ -156,9 +149,9 @@ impl RowExport {
             .collect();
         let labels = argmax(full.iter().map(|p| p.view()));
         for (m, p) in self.maps.iter_mut().zip(full.iter().skip(1)) {
-            m.write_rows(p.view()).map_err(err)?;
+            m.write_rows(p.view())?;
         }
-        self.labels.write_rows(labels.view()).map_err(err)?;
+        self.labels.write_rows(labels.view())?;
         self.received += n;
         Ok(())
     }
@@ -170,23 +163,19 @@ impl RowExport {
     ) -> Result<Vec<(String, Vec<u8>)>, PredictError> {
         let b = self.props.bbox_used_for_cropping;
         if self.received != b[0][1] - b[0][0] {
-            return Err(PredictError(format!(
-                "export received {} rows, not the crop box's {}",
-                self.received,
-                b[0][1] - b[0][0]
-            )));
+            return Err(PredictError::RowsMissing {
+                received: self.received,
+                expected: b[0][1] - b[0][0],
+            });
         }
         self.fill_rows(self.props.shape_before_cropping[0] - b[0][1])?;
         let mut out = Vec::new();
         for (class, m) in self.classes.iter().skip(1).zip(self.maps) {
-            out.push((probability_file(class), m.finish().map_err(err)?));
+            out.push((probability_file(class), m.finish()?));
         }
-        let json = serde_json::to_string_pretty(record).map_err(err)? + "\n";
+        let json = serde_json::to_string_pretty(record)? + "\n";
         out.push((PREDICTION_JSON.to_string(), json.into_bytes()));
-        out.push((
-            SEGMENTATION_FILE.to_string(),
-            self.labels.finish().map_err(err)?,
-        ));
+        out.push((SEGMENTATION_FILE.to_string(), self.labels.finish()?));
         Ok(out)
     }
 }

@@ -65,8 +65,7 @@ pub fn export_logits(
         })
         .collect();
     let views: Vec<_> = resampled.iter().map(|a| a.view()).collect();
-    let stacked: Array4<f32> = ndarray::stack(ndarray::Axis(0), &views)
-        .map_err(|e| PredictError(format!("stacking class maps: {e}")))?;
+    let stacked: Array4<f32> = ndarray::stack(ndarray::Axis(0), &views)?;
     drop(resampled);
     let probs = softmax(&stacked);
     drop(stacked);

@@ -230,27 +230,46 @@ fn for_each_tile(
         let flat = predict_batch(net, x, &axes)
             .into_data()
             .try_into_vec::<f32>()
-            .map_err(|e| PredictError(format!("network output: {e:?}")))?;
+            .map_err(|e| PredictError::NetworkOutput(format!("{e:?}")))?;
         let per_tile = num_classes * pz * py * px;
         for (i, t) in chunk.iter().enumerate() {
-            let part = flat.get(i * per_tile..(i + 1) * per_tile).ok_or_else(|| {
-                PredictError(format!(
-                    "network output holds {} values, not {num_classes} classes per tile",
-                    flat.len()
-                ))
-            })?;
-            let view = ArrayView4::from_shape((num_classes, pz, py, px), part)
-                .map_err(|e| PredictError(e.to_string()))?;
+            let part =
+                flat.get(i * per_tile..(i + 1) * per_tile)
+                    .ok_or(PredictError::OutputSize {
+                        values: flat.len(),
+                        classes: num_classes,
+                    })?;
+            let view = ArrayView4::from_shape((num_classes, pz, py, px), part)?;
             add(*t, view)?;
         }
     }
     Ok(())
 }
 
-/// A prediction that could not be made (the network's output does not fit the plan).
+/// A prediction that could not be made or written.
 #[derive(Debug, thiserror::Error)]
-#[error("prediction: {0}")]
-pub struct PredictError(pub String);
+pub enum PredictError {
+    /// The network's output tensor could not be read back as f32.
+    #[error("prediction: network output is not f32 data: {0}")]
+    NetworkOutput(String),
+    /// The network's output does not hold `classes` maps of one patch per tile.
+    #[error("prediction: network output holds {values} values, not {classes} classes per tile")]
+    OutputSize { values: usize, classes: usize },
+    #[error("prediction: array shape: {0}")]
+    Shape(#[from] ndarray::ShapeError),
+    #[error("prediction: {0}")]
+    Partial(#[from] statapp_nnunet::partial::PartialError),
+    /// This plan and case need the whole-volume export (their rows do not resample one by one).
+    #[error("prediction: rows of this plan and case do not resample row by row")]
+    NotRowWise,
+    /// The row-by-row export was finished before every row of the crop box arrived.
+    #[error("prediction: export received {received} rows, not the crop box's {expected}")]
+    RowsMissing { received: usize, expected: usize },
+    #[error("prediction output: {0}")]
+    Volume(#[from] statapp_volume::VolumeError),
+    #[error("prediction record: {0}")]
+    Record(#[from] serde_json::Error),
+}
 
 /// Predicts the tiles `range` into exact sums over their box; `padded` is the padded image's box
 /// at `origin` (the whole padded image, or at least `sw.tile_box(range)`). Parts of one image
@@ -269,7 +288,7 @@ pub fn predict_partial(
     let mut acc = Partial::new(num_classes, origin, shape);
     let g = integer_gaussian(sw.patch);
     for_each_tile(net, padded, sw, range, opts, num_classes, device, |t, v| {
-        acc.add(t, v, &g).map_err(|e| PredictError(e.to_string()))
+        Ok(acc.add(t, v, &g)?)
     })?;
     Ok(acc)
 }
