@@ -35,7 +35,7 @@ const FIELDS: [(usize, usize); 14] = [
 ];
 
 /// Edge values written into a field (little-endian, truncated to its width).
-const EDGES: [u32; 12] = [
+const EDGES: [u32; 14] = [
     0,
     1,
     0xffff_ffff,
@@ -48,6 +48,8 @@ const EDGES: [u32; 12] = [
     0x3400_0000, // 1.2e-7
     352,
     0x0000_4000,
+    0x0000_1000, // 4096: two such axes pass the axis limit but not the budget
+    0x0000_1f40, // 8000
 ];
 
 fn encode<T: Element>(data: Array3<T>, gzip: bool) -> Result<Vec<u8>> {

@@ -504,7 +504,12 @@ fn serve_once_runs_what_was_copied_into_the_bucket() {
             std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
         }
     }
-    let o = statapp(&["serve", "--bucket", bucket.path().to_str().unwrap(), "--once"]);
+    let o = statapp(&[
+        "serve",
+        "--bucket",
+        bucket.path().to_str().unwrap(),
+        "--once",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("12 upload(s) found"), "{}", text(&o));
     let error = |case: &str| {
@@ -523,7 +528,13 @@ fn fuzzed_nifti_files_never_panic_the_reader() {
     let o = statapp(&["bench", "fuzz-nifti", "--iterations", "3000", "--seed", "7"]);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains("3000 inputs") && out.contains(", 0 panic(s)"), "{out}");
+    assert!(
+        out.contains("3000 inputs") && out.contains(", 0 panic(s)"),
+        "{out}"
+    );
     // the mutations reach both outcomes: typed errors and volumes that still read
-    assert!(out.contains("InvalidHeader") && out.contains("ok ("), "{out}");
+    assert!(
+        out.contains("InvalidHeader") && out.contains("ok ("),
+        "{out}"
+    );
 }
