@@ -538,3 +538,34 @@ fn fuzzed_nifti_files_never_panic_the_reader() {
         "{out}"
     );
 }
+
+#[test]
+fn serve_picks_up_files_copied_while_it_runs() {
+    let bucket = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_statapp"))
+        .args(["serve", "--bucket", bucket.path().to_str().unwrap()])
+        .args(["--poll-ms", "100", "--settle-ms", "300"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("statapp serve starts");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hostile");
+    for case in ["valid", "label_negative"] {
+        let dir = bucket.path().join("incoming").join(case);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(corpus.join(case)).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let ingested = bucket.path().join("cases/valid/ingested.json");
+    let error = bucket.path().join("errors/label_negative.json");
+    let start = std::time::Instant::now();
+    while !(ingested.exists() && error.exists()) && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert!(ingested.exists(), "the valid case was not ingested");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&error).unwrap()).unwrap();
+    assert_eq!(doc["kind"], "InvalidLabel");
+}

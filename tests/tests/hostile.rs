@@ -1,6 +1,6 @@
-//! The hostile-upload corpus through ingest on the embedded default: exactly what
-//! `statapp serve --once` does (files copied into a directory bucket, a rescan, every queue run
-//! until idle). The same corpus runs on moto in `moto.rs`.
+//! The hostile-upload corpus through ingest on the embedded default, as `statapp serve --once`
+//! runs it (files copied into a directory bucket, every one announced, every queue run until
+//! idle). The same corpus runs on moto in `moto.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use burn::tensor::Device;

@@ -113,13 +113,17 @@ impl DirStore {
     pub fn announce(&self, prefix: &str) -> Result<usize, StoreError> {
         let keys = self.list(prefix)?;
         for key in &keys {
-            let body = self.get(key)?.ok_or_else(|| StoreError::Notify {
-                key: key.to_string(),
-                detail: "deleted while being announced".into(),
-            })?;
-            self.created(key, &body)?;
+            self.announce_key(key)?;
         }
         Ok(keys.len())
+    }
+
+    /// Sends the object-created event of one object already there (`false`: it is gone).
+    pub fn announce_key(&self, key: &Key) -> Result<bool, StoreError> {
+        match self.get(key)? {
+            Some(body) => self.created(key, &body).map(|()| true),
+            None => Ok(false),
+        }
     }
 
     fn path(&self, key: &Key) -> PathBuf {
