@@ -373,11 +373,13 @@ pub fn sweep_incomplete(
         if missing.is_empty() || settled {
             continue;
         }
+        // a file deleted since the listing adds nothing; a time in the future (clock skew)
+        // counts as an upload just now
         let mut last = std::time::UNIX_EPOCH;
         for k in &keys {
             last = last.max(store.modified(k)?.unwrap_or(last));
         }
-        let idle = now.duration_since(last).unwrap_or_default();
+        let idle = now.duration_since(last).unwrap_or(std::time::Duration::ZERO);
         if idle >= after {
             let message = format!(
                 "incoming/{case}/ has had no upload for {} s and still lacks {}: upload them and the case goes on",
