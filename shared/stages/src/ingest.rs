@@ -379,7 +379,9 @@ pub fn sweep_incomplete(
         for k in &keys {
             last = last.max(store.modified(k)?.unwrap_or(last));
         }
-        let idle = now.duration_since(last).unwrap_or(std::time::Duration::ZERO);
+        let idle = now
+            .duration_since(last)
+            .unwrap_or(std::time::Duration::ZERO);
         if idle >= after {
             let message = format!(
                 "incoming/{case}/ has had no upload for {} s and still lacks {}: upload them and the case goes on",
