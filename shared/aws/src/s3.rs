@@ -4,6 +4,7 @@
 //! S3's conditional write (`If-None-Match: *`).
 
 use crate::{Aws, describe};
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, EncodingType};
 use statapp_pipeline::events::decode_key;
@@ -211,21 +212,7 @@ impl ObjectStore for S3Store {
     }
 
     fn exists(&self, key: &Key) -> Result<bool, StoreError> {
-        self.aws.block_on(async {
-            match self
-                .aws
-                .s3
-                .head_object()
-                .bucket(&self.bucket)
-                .key(key.as_str())
-                .send()
-                .await
-            {
-                Ok(_) => Ok(true),
-                Err(e) if not_found(e.raw_response()) => Ok(false),
-                Err(e) => Err(io_err(key.as_str(), describe(e))),
-            }
-        })
+        Ok(self.head(key)?.is_some())
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError> {
@@ -280,6 +267,23 @@ impl ObjectStore for S3Store {
     }
 
     fn modified(&self, key: &Key) -> Result<Option<std::time::SystemTime>, StoreError> {
+        let Some(head) = self.head(key)? else {
+            return Ok(None);
+        };
+        let t = head
+            .last_modified()
+            .ok_or_else(|| io_err(key.as_str(), "HEAD answered without Last-Modified"))?;
+        let secs = u64::try_from(t.secs())
+            .map_err(|_| io_err(key.as_str(), format!("Last-Modified {t} is before 1970")))?;
+        Ok(Some(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+        ))
+    }
+}
+
+impl S3Store {
+    /// The object's metadata (`HeadObject`); `None` when there is no such object.
+    fn head(&self, key: &Key) -> Result<Option<HeadObjectOutput>, StoreError> {
         self.aws.block_on(async {
             match self
                 .aws
@@ -290,17 +294,7 @@ impl ObjectStore for S3Store {
                 .send()
                 .await
             {
-                Ok(head) => {
-                    let t = head.last_modified().ok_or_else(|| {
-                        io_err(key.as_str(), "HEAD answered without Last-Modified")
-                    })?;
-                    let secs = u64::try_from(t.secs()).map_err(|_| {
-                        io_err(key.as_str(), format!("Last-Modified {t} is before 1970"))
-                    })?;
-                    Ok(Some(
-                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-                    ))
-                }
+                Ok(head) => Ok(Some(head)),
                 Err(e) if not_found(e.raw_response()) => Ok(None),
                 Err(e) => Err(io_err(key.as_str(), describe(e))),
             }

@@ -94,14 +94,7 @@ fn env<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, StageE
 where
     T::Err: std::fmt::Display,
 {
-    match std::env::var(name).as_deref() {
-        Err(_) | Ok("") => Ok(default),
-        Ok(v) => v.parse().map_err(|e: T::Err| StageError::Config {
-            name,
-            value: v.to_string(),
-            detail: e.to_string(),
-        }),
-    }
+    Ok(crate::env_var(name)?.unwrap_or(default))
 }
 
 impl InferSettings {

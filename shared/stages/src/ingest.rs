@@ -454,16 +454,7 @@ fn validate(keys: &[Key], bodies: &[Vec<u8>], opts: &ReadOptions) -> Result<(), 
 /// The read limits of this process: `STATAPP_DECODE_BUDGET_MB` when set, else a third of the
 /// Lambda function's memory (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), else the library default.
 pub fn read_options_from_env() -> Result<ReadOptions, StageError> {
-    let mib = |name: &'static str| -> Result<Option<u64>, StageError> {
-        match std::env::var(name).as_deref() {
-            Err(_) | Ok("") => Ok(None),
-            Ok(v) => v.parse().map(Some).map_err(|e| StageError::Config {
-                name,
-                value: v.to_string(),
-                detail: format!("{e}"),
-            }),
-        }
-    };
+    let mib = crate::env_var::<u64>;
     Ok(match mib("STATAPP_DECODE_BUDGET_MB")? {
         Some(budget) => ReadOptions {
             max_bytes: budget << 20,

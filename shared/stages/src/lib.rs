@@ -135,6 +135,21 @@ pub enum ModelFailure {
     Output(#[from] statapp_volume::VolumeError),
 }
 
+/// A configuration variable parsed as `T`; `None` when unset or empty.
+pub(crate) fn env_var<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, StageError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name).as_deref() {
+        Err(_) | Ok("") => Ok(None),
+        Ok(v) => v.parse().map(Some).map_err(|e: T::Err| StageError::Config {
+            name,
+            value: v.to_string(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
 impl StageError {
     /// A JSON (de)serialisation failure of the document at `key`.
     pub(crate) fn json(key: impl std::fmt::Display) -> impl FnOnce(serde_json::Error) -> Self {
