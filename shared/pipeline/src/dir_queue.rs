@@ -105,11 +105,28 @@ impl DirQueue {
 
     /// Number of pending messages.
     pub fn pending(&self) -> Result<usize, QueueError> {
-        let pending = self.root.join("pending");
-        Ok(std::fs::read_dir(&pending)
-            .map_err(|e| io(&pending, e))?
+        self.count("pending")
+    }
+
+    /// Messages (pending, in flight, failed).
+    pub fn counts(&self) -> Result<(usize, usize, usize), QueueError> {
+        Ok((
+            self.count("pending")?,
+            self.count("inflight")?,
+            self.count("failed")?,
+        ))
+    }
+
+    fn count(&self, sub: &str) -> Result<usize, QueueError> {
+        let dir = self.root.join(sub);
+        Ok(std::fs::read_dir(&dir)
+            .map_err(|e| io(&dir, e))?
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".json")))
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.ends_with(".json") && !n.starts_with('.'))
+            })
             .count())
     }
 }

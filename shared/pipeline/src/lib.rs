@@ -9,14 +9,21 @@ pub mod dir_queue;
 pub mod events;
 pub mod jobs;
 pub mod key;
+pub mod layout;
 pub mod queue;
 pub mod store;
 
 pub use dir_queue::{DirQueue, QueueError, Received};
 pub use jobs::{EnsembleJob, InferJob, JOB_VERSION, Job, MergeJob, MetricsJob, TrainJob};
 pub use key::{Key, KeyError};
+pub use layout::{CasePath, Prefixes};
 pub use queue::{Delivery, JobQueue, MemQueue};
 pub use store::{DirStore, ObjectStore, StoreError};
+
+/// [`digest`] of a message body: the name under which it is recorded.
+pub fn body_digest(body: &str) -> String {
+    digest(body.as_bytes())
+}
 
 /// FNV-1a (64 bits) as 16 hex digits: a stable name for a message body (the directory queue) and
 /// the local stand-in for S3's MD5 ETag (the directory store). Not a security hash.

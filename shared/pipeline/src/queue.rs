@@ -144,6 +144,19 @@ impl MemQueue {
             .min()
     }
 
+    /// Messages (waiting, in flight): in flight means received and hidden for its visibility
+    /// timeout (SQS's `ApproximateNumberOfMessagesNotVisible`); waiting counts delayed ones.
+    pub fn counts(&self) -> (usize, usize) {
+        let now = self.clock.now();
+        let s = self.lock();
+        let in_flight = s
+            .messages
+            .iter()
+            .filter(|m| m.receipt.is_some() && m.visible_at > now)
+            .count();
+        (s.messages.len() - in_flight, in_flight)
+    }
+
     /// Bodies currently held (visible or not), oldest first; for tests and status output.
     pub fn bodies(&self) -> Vec<String> {
         self.lock()

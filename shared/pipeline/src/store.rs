@@ -30,6 +30,13 @@ pub trait ObjectStore: Send + Sync {
     /// Keys under `prefix` (whole segments), sorted.
     fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError>;
     fn delete(&self, key: &Key) -> Result<(), StoreError>;
+    /// Deletes every key, in batches where the store has them; returns how many were asked.
+    fn delete_many(&self, keys: &[Key]) -> Result<usize, StoreError> {
+        for k in keys {
+            self.delete(k)?;
+        }
+        Ok(keys.len())
+    }
     /// When the object was last written (`None`: no such object).
     fn modified(&self, key: &Key) -> Result<Option<std::time::SystemTime>, StoreError>;
 }
