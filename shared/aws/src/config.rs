@@ -33,6 +33,28 @@ pub struct AwsConfig {
     /// through `var`: a `.env` file is not the process environment the SDK's own chain reads.
     /// Otherwise the SDK's chain (environment, profile, container or instance role).
     pub static_credentials: Option<StaticCredentials>,
+    /// Where uploads are: `incoming/`, `models/`, and the original's `S3_DATA_DIR` and
+    /// `S3_ARTIFACTS_DIR/S3_MODEL_ARTIFACTS_SUBDIR` where set.
+    pub prefixes: statapp_pipeline::Prefixes,
+}
+
+/// The original project's names (its `.env`, METRICS.md §15), read where statapp's own name is
+/// not set.
+pub const ALIASES: [(&str, &str); 4] = [
+    ("STATAPP_BUCKET", "S3_BUCKET"),
+    ("AWS_ENDPOINT_URL", "S3_ENDPOINT"),
+    ("AWS_ACCESS_KEY_ID", "S3_ACCESS_KEY"),
+    ("AWS_SECRET_ACCESS_KEY", "S3_SECRET_KEY"),
+];
+
+/// The original's `S3_ENDPOINT` may be a bare host (`minio.lab.sspcloud.fr`); boto3 then uses
+/// HTTPS, and so does this.
+fn with_scheme(endpoint: &str) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("https://{endpoint}")
+    }
 }
 
 /// Keys given explicitly.
@@ -54,7 +76,13 @@ impl std::fmt::Debug for StaticCredentials {
 impl AwsConfig {
     /// Reads the configuration through `var` (`std::env::var` in the binaries; a map in tests).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let non_empty = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let non_empty = |name: &str| {
+            set(name).or_else(|| {
+                let (_, alias) = ALIASES.iter().find(|(own, _)| *own == name)?;
+                set(alias)
+            })
+        };
         let bucket = non_empty("STATAPP_BUCKET").ok_or(ConfigError::Missing("STATAPP_BUCKET"))?;
         let region = non_empty("AWS_REGION")
             .or_else(|| non_empty("AWS_DEFAULT_REGION"))
@@ -69,7 +97,7 @@ impl AwsConfig {
         Ok(Self {
             bucket,
             region,
-            endpoint: non_empty("AWS_ENDPOINT_URL"),
+            endpoint: non_empty("AWS_ENDPOINT_URL").map(|e| with_scheme(&e)),
             queue_prefix: non_empty("STATAPP_QUEUE_PREFIX").unwrap_or_else(|| "statapp".into()),
             queue_urls,
             static_credentials: match (
@@ -83,9 +111,11 @@ impl AwsConfig {
                 }),
                 _ => None,
             },
+            prefixes: statapp_pipeline::Prefixes::from_vars(&var),
         })
     }
 
+    /// The process environment (the CLI has loaded `.env` into it).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -148,5 +178,36 @@ mod tests {
             c.queue_urls.into_iter().collect::<Vec<_>>(),
             vec![("metrics".to_string(), "http://q/metrics".to_string())]
         );
+    }
+
+    #[test]
+    fn the_originals_names_are_aliases_and_statapps_win() {
+        let c = AwsConfig::from_vars(vars(&[
+            ("S3_BUCKET", "curvas"),
+            ("S3_ENDPOINT", "minio.lab.sspcloud.fr"),
+            ("S3_ACCESS_KEY", "ak"),
+            ("S3_SECRET_KEY", "sk"),
+            ("S3_DATA_DIR", "data"),
+        ]))
+        .unwrap();
+        assert_eq!(c.bucket, "curvas");
+        assert_eq!(c.endpoint.as_deref(), Some("https://minio.lab.sspcloud.fr"));
+        let creds = c.static_credentials.unwrap();
+        assert_eq!(
+            (
+                creds.access_key_id.as_str(),
+                creds.secret_access_key.as_str()
+            ),
+            ("ak", "sk")
+        );
+        assert_eq!(c.prefixes.cases, ["incoming/", "data/"]);
+        let c = AwsConfig::from_vars(vars(&[
+            ("S3_BUCKET", "curvas"),
+            ("STATAPP_BUCKET", "mine"),
+            ("S3_ENDPOINT", "http://127.0.0.1:9000"),
+        ]))
+        .unwrap();
+        assert_eq!(c.bucket, "mine");
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
     }
 }

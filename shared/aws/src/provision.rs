@@ -33,10 +33,6 @@ pub struct Provisioned {
     pub dead_letters: BTreeMap<String, SqsQueue>,
 }
 
-/// Prefixes whose object-created events go to the ingest queue (never a prefix a function writes
-/// under: no loops).
-pub const NOTIFIED_PREFIXES: [&str; 2] = ["incoming/", "models/"];
-
 pub fn provision(
     aws: &Aws,
     config: &AwsConfig,
@@ -146,14 +142,15 @@ async fn provision_async(
         );
     }
     let mut notifications = NotificationConfiguration::builder();
-    for prefix in NOTIFIED_PREFIXES {
+    // never a prefix a function writes under: no loops (`Prefixes` refuses those)
+    for prefix in config.prefixes.notified() {
         let filter = NotificationConfigurationFilter::builder()
             .key(
                 S3KeyFilter::builder()
                     .filter_rules(
                         FilterRule::builder()
                             .name(FilterRuleName::Prefix)
-                            .value(prefix)
+                            .value(&prefix)
                             .build(),
                     )
                     .build(),

@@ -6,13 +6,17 @@
 use crate::{Aws, describe};
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, EncodingType};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, EncodingType, ObjectIdentifier,
+};
 use statapp_pipeline::events::decode_key;
 use statapp_pipeline::{Key, ObjectStore, StoreError};
 
 /// Bodies larger than this are uploaded in parts (S3 allows 5 GiB in one PUT, but parts can be
 /// retried alone and keep one request's memory bounded).
 pub const MULTIPART_THRESHOLD: usize = 64 << 20;
+/// Keys per `DeleteObjects` request: S3's maximum.
+pub const DELETE_BATCH: usize = 1000;
 /// Part size of multipart uploads (S3's minimum is 5 MiB for every part but the last).
 pub const PART_SIZE: usize = 16 << 20;
 
@@ -263,6 +267,42 @@ impl ObjectStore for S3Store {
                 .await
                 .map(|_| ())
                 .map_err(|e| io_err(key.as_str(), describe(e)))
+        })
+    }
+
+    /// `DeleteObjects` in batches of [`DELETE_BATCH`] keys (S3 refuses more in one request); a
+    /// key S3 reports as not deleted is an error naming it.
+    fn delete_many(&self, keys: &[Key]) -> Result<usize, StoreError> {
+        self.aws.block_on(async {
+            for batch in keys.chunks(DELETE_BATCH) {
+                let ids = batch
+                    .iter()
+                    .map(|k| ObjectIdentifier::builder().key(k.as_str()).build())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| io_err(batch[0].as_str(), e.to_string()))?;
+                let delete = Delete::builder()
+                    .set_objects(Some(ids))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| io_err(batch[0].as_str(), e.to_string()))?;
+                let out = self
+                    .aws
+                    .s3
+                    .delete_objects()
+                    .bucket(&self.bucket)
+                    .delete(delete)
+                    .send()
+                    .await
+                    .map_err(|e| io_err(batch[0].as_str(), describe(e)))?;
+                if let Some(e) = out.errors().first() {
+                    let key = e.key().unwrap_or("?");
+                    return Err(io_err(
+                        key,
+                        format!("not deleted: {}", e.message().unwrap_or("?")),
+                    ));
+                }
+            }
+            Ok(keys.len())
         })
     }
 

@@ -53,6 +53,35 @@ impl SqsQueue {
         &self.url
     }
 
+    /// The queue its `RedrivePolicy` sends dead letters to (`None`: it has none).
+    pub fn dead_letter_queue(&self) -> Result<Option<SqsQueue>, QueueOpError> {
+        let policy = self.aws.block_on(async {
+            self.aws
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&self.url)
+                .attribute_names(QueueAttributeName::RedrivePolicy)
+                .send()
+                .await
+                .map_err(|e| backend(&self.name, describe(e)))
+                .map(|out| {
+                    out.attributes()
+                        .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+                        .cloned()
+                })
+        })?;
+        let Some(policy) = policy else {
+            return Ok(None);
+        };
+        let doc: serde_json::Value = serde_json::from_str(&policy)
+            .map_err(|e| backend(&self.name, format!("RedrivePolicy: {e}")))?;
+        let name = doc["deadLetterTargetArn"]
+            .as_str()
+            .and_then(|arn| arn.rsplit(':').next())
+            .ok_or_else(|| backend(&self.name, "RedrivePolicy without deadLetterTargetArn"))?;
+        Self::lookup(self.aws.clone(), name).map(Some)
+    }
+
     /// Visible and in-flight messages.
     pub fn in_flight_and_visible(&self) -> Result<(usize, usize), QueueOpError> {
         self.aws.block_on(async {
