@@ -63,6 +63,7 @@ impl Harness {
             queue_prefix: id.to_string(),
             queue_urls: BTreeMap::new(),
             static_credentials: None,
+            prefixes: statapp_pipeline::Prefixes::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -5,7 +5,7 @@
 
 use burn::tensor::Device;
 use statapp_e2e::hostile::{HostileCase, corpus, mismatches};
-use statapp_pipeline::{Key, ObjectStore};
+use statapp_pipeline::{Key, ObjectStore, Prefixes};
 use statapp_stages::ingest::sweep_incomplete;
 use statapp_stages::local::LocalPipeline;
 use std::path::Path;
@@ -84,9 +84,18 @@ fn a_case_missing_files_is_reported_after_the_timeout_and_goes_on_when_completed
     let now = std::time::SystemTime::now();
     let hour = std::time::Duration::from_secs(3600);
     // not yet late: nothing is reported
-    assert!(sweep_incomplete(store, now, hour).unwrap().is_empty());
+    assert!(
+        sweep_incomplete(store, &Prefixes::default(), now, hour)
+            .unwrap()
+            .is_empty()
+    );
     let later = now + 2 * hour;
-    assert_eq!(sweep_incomplete(store, later, hour).unwrap().len(), 1);
+    assert_eq!(
+        sweep_incomplete(store, &Prefixes::default(), later, hour)
+            .unwrap()
+            .len(),
+        1
+    );
     let error = Key::new("errors/late.json").unwrap();
     let doc: serde_json::Value =
         serde_json::from_slice(&store.get(&error).unwrap().unwrap()).unwrap();
@@ -94,7 +103,11 @@ fn a_case_missing_files_is_reported_after_the_timeout_and_goes_on_when_completed
     let message = doc["message"].as_str().unwrap();
     assert!(message.contains("annotation_2, annotation_3"), "{message}");
     // once: a second sweep leaves the entry alone
-    assert!(sweep_incomplete(store, later, hour).unwrap().is_empty());
+    assert!(
+        sweep_incomplete(store, &Prefixes::default(), later, hour)
+            .unwrap()
+            .is_empty()
+    );
     put("annotation_2.nii.gz");
     put("annotation_3.nii.gz");
     pipeline.run_until_idle(&device, &mut |_, _| {}).unwrap();

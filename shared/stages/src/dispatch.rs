@@ -4,11 +4,11 @@
 
 use crate::StageError;
 use crate::ensemble::handle_ensemble;
-use crate::ingest::{SweepRequest, handle_event, read_options_from_env, sweep_incomplete};
+use crate::ingest::{IngestSettings, SweepRequest, handle_event, sweep_incomplete};
 use crate::score::{handle_merge, handle_metrics};
 use statapp_pipeline::events::parse_object_created;
 use statapp_pipeline::jobs::Job;
-use statapp_pipeline::{JobQueue, ObjectStore};
+use statapp_pipeline::{JobQueue, ObjectStore, Prefixes};
 
 /// The queues stages send work to.
 #[derive(Clone, Copy)]
@@ -77,9 +77,11 @@ pub fn preprocess(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(
     guarded("preprocess", body, || {
         if let Ok(sweep) = serde_json::from_str::<SweepRequest>(body) {
             let after = std::time::Duration::from_secs(sweep.incomplete_after_s);
-            return sweep_incomplete(store, std::time::SystemTime::now(), after).map(|_| ());
+            let prefixes = Prefixes::from_env();
+            let now = std::time::SystemTime::now();
+            return sweep_incomplete(store, &prefixes, now, after).map(|_| ());
         }
-        handle_event(body, store, out.infer, &read_options_from_env()?).map(|_| ())
+        handle_event(body, store, out.infer, &IngestSettings::from_env()?).map(|_| ())
     })
 }
 

@@ -10,7 +10,7 @@ use crate::StageError;
 use crate::preprocessed;
 use statapp_pipeline::events::parse_object_created;
 use statapp_pipeline::jobs::{InferJob, Job};
-use statapp_pipeline::{JobQueue, Key, ObjectStore};
+use statapp_pipeline::{CasePath, JobQueue, Key, ObjectStore, Prefixes};
 use statapp_volume::{ReadOptions, VolumeError, read_nifti_bytes};
 use std::io::Write;
 use std::path::Path;
@@ -18,14 +18,15 @@ use std::path::Path;
 /// Written under `cases/<case>/` once the case is copied and its jobs are queued.
 pub const INGESTED: &str = "ingested.json";
 
-/// The four files of a case, by role.
-pub const ROLES: [&str; 4] = ["image", "annotation_1", "annotation_2", "annotation_3"];
+pub use statapp_pipeline::layout::ROLES;
 
 /// What one event record led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ingested {
-    /// Not an upload this stage handles (another prefix).
+    /// Not an upload this stage handles (another prefix, a layout's `dataset.json`).
     Ignored { key: String },
+    /// A model file uploaded under one of the original's prefixes, copied to `models/`.
+    Copied { from: String, to: String },
     /// The case still lacks these roles.
     Waiting { case: String, missing: Vec<String> },
     /// The case is complete and valid; `infer_jobs` were queued.
@@ -42,16 +43,33 @@ pub enum Ingested {
     Rejected { case: String, kind: String },
 }
 
+/// How ingest reads uploads: the decode budget and where uploads are.
+#[derive(Debug, Clone, Default)]
+pub struct IngestSettings {
+    pub read: ReadOptions,
+    pub prefixes: Prefixes,
+}
+
+impl IngestSettings {
+    /// [`read_options_from_env`] and [`Prefixes::from_env`].
+    pub fn from_env() -> Result<Self, StageError> {
+        Ok(Self {
+            read: read_options_from_env()?,
+            prefixes: Prefixes::from_env(),
+        })
+    }
+}
+
 /// Handles one message body: an S3 event, possibly inside an SQS record, or a test event.
 pub fn handle_event(
     body: &str,
     store: &dyn ObjectStore,
     infer: &dyn JobQueue,
-    opts: &ReadOptions,
+    settings: &IngestSettings,
 ) -> Result<Vec<Ingested>, StageError> {
     parse_object_created(body)?
         .iter()
-        .map(|rec| handle_object(&rec.key, store, infer, opts))
+        .map(|rec| handle_object(&rec.key, store, infer, settings))
         .collect()
 }
 
@@ -62,14 +80,6 @@ pub(crate) fn valid_case_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-/// The role of an uploaded file name (`image.nii.gz`, `annotation_2.nii`, ...).
-fn role_of(file: &str) -> Option<&'static str> {
-    let stem = file
-        .strip_suffix(".nii.gz")
-        .or_else(|| file.strip_suffix(".nii"))?;
-    ROLES.iter().copied().find(|r| *r == stem)
 }
 
 fn error_key(case: &str) -> Result<Key, StageError> {
@@ -139,7 +149,7 @@ pub fn handle_object(
     key: &Key,
     store: &dyn ObjectStore,
     infer: &dyn JobQueue,
-    opts: &ReadOptions,
+    settings: &IngestSettings,
 ) -> Result<Ingested, StageError> {
     let segs: Vec<&str> = key.segments().collect();
     if segs.first() == Some(&"models") && segs.len() == 3 && segs[2] == "model.json" {
@@ -148,54 +158,104 @@ pub fn handle_object(
     if segs.first() == Some(&"models") && segs.len() >= 4 && segs[2].contains("__") {
         return crate::nnunet_upload::describe(segs[1], segs[2], store);
     }
-    if segs.first() != Some(&"incoming") {
-        return Ok(Ingested::Ignored {
-            key: key.to_string(),
-        });
+    if let Some((model, canonical)) = settings.prefixes.model_alias(key) {
+        return copy_model_file(key, &model, &canonical, store);
     }
-    let Some(case) = segs.get(1).copied().filter(|c| valid_case_id(c)) else {
-        let case = segs.get(1).copied().unwrap_or("unknown");
-        let case = if valid_case_id(case) {
-            case
-        } else {
-            "invalid_case_id"
-        };
-        return reject(
-            store,
-            case,
-            Rejection::new(
+    match settings.prefixes.case_path(key) {
+        None | Some(CasePath::Ignored) => Ok(Ingested::Ignored {
+            key: key.to_string(),
+        }),
+        Some(CasePath::Unexpected(expected)) => {
+            let case = case_of_unexpected(key);
+            let why = Rejection::new(
+                "UnexpectedFile",
+                key,
+                format!("{key}: unexpected file; {expected}"),
+            );
+            reject(store, &case, why)
+        }
+        Some(CasePath::File { case, group, .. }) if !valid_case_id(&case) => {
+            let why = Rejection::new(
                 "InvalidCaseId",
                 key,
                 format!("{key}: case ids are letters, digits, `_`, `-` and `.`"),
-            ),
-        );
-    };
-    if segs.len() != 3 || role_of(segs[2]).is_none() {
-        return reject(
-            store,
-            case,
-            Rejection::new(
-                "UnexpectedFile",
-                key,
-                format!(
-                    "{key}: unexpected file; a case is incoming/<case>/{{image, annotation_1, annotation_2, annotation_3}}.nii.gz"
-                ),
-            ),
-        );
-    }
-    // which roles are present (either extension)
-    let present = store.list(&format!("incoming/{case}/"))?;
-    let mut files: Vec<Option<Key>> = vec![None; ROLES.len()];
-    for k in present {
-        let slot = k
-            .segments()
-            .nth(2)
-            .and_then(role_of)
-            .and_then(|role| ROLES.iter().position(|r| *r == role));
-        if let Some(i) = slot {
-            files[i] = Some(k);
+            );
+            reject(store, "invalid_case_id", why)
+                .inspect(|_| tracing::warn!(group, "invalid case id"))
+        }
+        Some(CasePath::File { case, group, .. }) => {
+            ingest_case(&case, &group, store, infer, settings)
         }
     }
+}
+
+/// The case an unexpected file is reported under: the folder it is in, when that is a valid id.
+fn case_of_unexpected(key: &Key) -> String {
+    let segs: Vec<&str> = key.segments().collect();
+    match segs.len() {
+        n if n >= 3 && valid_case_id(segs[n - 2]) => segs[n - 2].to_string(),
+        _ => "invalid_case_id".to_string(),
+    }
+}
+
+/// A file of an nnU-Net model uploaded where the original puts models: copied to its canonical
+/// place under `models/`, whose event registers the model. An unchanged copy is not rewritten.
+fn copy_model_file(
+    key: &Key,
+    model: &str,
+    canonical: &Key,
+    store: &dyn ObjectStore,
+) -> Result<Ingested, StageError> {
+    if !valid_case_id(model) {
+        let why = Rejection::new(
+            "InvalidModelId",
+            key,
+            format!("{key}: model ids are letters, digits, `_`, `-` and `.`"),
+        );
+        return reject(store, "invalid_model_id", why);
+    }
+    let Some(body) = store.get(key)? else {
+        return Ok(Ingested::Ignored {
+            key: key.to_string(),
+        });
+    };
+    if store.get(canonical)?.as_deref() != Some(body.as_slice()) {
+        store.put(canonical, &body)?;
+    }
+    Ok(Ingested::Copied {
+        from: key.to_string(),
+        to: canonical.to_string(),
+    })
+}
+
+/// The files of `case` found under `group`, by role (`None`: not uploaded yet).
+fn case_files(
+    store: &dyn ObjectStore,
+    prefixes: &Prefixes,
+    case: &str,
+    group: &str,
+) -> Result<Vec<Option<Key>>, StageError> {
+    let mut files: Vec<Option<Key>> = vec![None; ROLES.len()];
+    for k in store.list(group)? {
+        if let Some(CasePath::File { case: c, role, .. }) = prefixes.case_path(&k)
+            && c == case
+            && let Some(i) = ROLES.iter().position(|r| *r == role)
+        {
+            files[i].get_or_insert(k);
+        }
+    }
+    Ok(files)
+}
+
+/// A file of `case` arrived: once all four are there, validate, copy and queue the case.
+fn ingest_case(
+    case: &str,
+    group: &str,
+    store: &dyn ObjectStore,
+    infer: &dyn JobQueue,
+    settings: &IngestSettings,
+) -> Result<Ingested, StageError> {
+    let files = case_files(store, &settings.prefixes, case, group)?;
     let missing: Vec<String> = ROLES
         .iter()
         .zip(&files)
@@ -246,7 +306,7 @@ pub fn handle_object(
             });
         }
     }
-    if let Err(why) = validate(&keys, &bodies, opts) {
+    if let Err(why) = validate(&keys, &bodies, &settings.read) {
         return reject(store, case, why);
     }
     drop(bodies);
@@ -344,25 +404,25 @@ pub struct SweepRequest {
 /// skipped). Uploading the missing files later ingests the case and clears the error.
 pub fn sweep_incomplete(
     store: &dyn ObjectStore,
+    prefixes: &Prefixes,
     now: std::time::SystemTime,
     after: std::time::Duration,
 ) -> Result<Vec<Ingested>, StageError> {
-    let mut cases: std::collections::BTreeMap<String, Vec<Key>> = Default::default();
-    for k in store.list("incoming/")? {
-        let segs: Vec<&str> = k.segments().collect();
-        if segs.len() == 3 && valid_case_id(segs[1]) && role_of(segs[2]).is_some() {
-            cases
-                .entry(segs[1].to_string())
-                .or_default()
-                .push(k.clone());
+    // (case, group) -> its files and their roles
+    type Found = Vec<(Key, &'static str)>;
+    let mut cases: std::collections::BTreeMap<(String, String), Found> = Default::default();
+    for prefix in &prefixes.cases {
+        for k in store.list(prefix)? {
+            if let Some(CasePath::File { case, role, group }) = prefixes.case_path(&k)
+                && valid_case_id(&case)
+            {
+                cases.entry((case, group)).or_default().push((k, role));
+            }
         }
     }
     let mut out = Vec::new();
-    for (case, keys) in cases {
-        let roles: Vec<&str> = keys
-            .iter()
-            .filter_map(|k| k.segments().nth(2).and_then(role_of))
-            .collect();
+    for ((case, group), found) in cases {
+        let roles: Vec<&str> = found.iter().map(|(_, r)| *r).collect();
         let missing: Vec<&str> = ROLES
             .iter()
             .copied()
@@ -376,7 +436,7 @@ pub fn sweep_incomplete(
         // a file deleted since the listing adds nothing; a time in the future (clock skew)
         // counts as an upload just now
         let mut last = std::time::UNIX_EPOCH;
-        for k in &keys {
+        for (k, _) in &found {
             last = last.max(store.modified(k)?.unwrap_or(last));
         }
         let idle = now
@@ -384,11 +444,11 @@ pub fn sweep_incomplete(
             .unwrap_or(std::time::Duration::ZERO);
         if idle >= after {
             let message = format!(
-                "incoming/{case}/ has had no upload for {} s and still lacks {}: upload them and the case goes on",
+                "{group} has had no upload of case {case} for {} s and it still lacks {}: upload them and the case goes on",
                 idle.as_secs(),
                 missing.join(", ")
             );
-            let why = Rejection::new("IncompleteCase", format!("incoming/{case}/"), message);
+            let why = Rejection::new("IncompleteCase", &group, message);
             out.push(reject(store, &case, why)?);
         }
     }

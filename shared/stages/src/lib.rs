@@ -15,6 +15,7 @@ mod nnunet_upload;
 pub mod predictions;
 pub mod preprocessed;
 pub mod score;
+pub mod survey;
 
 /// Failure of one message; the message is left for redelivery (and, after the configured number
 /// of receives, the dead-letter queue). Every variant names what it is about (the key, case or
@@ -113,6 +114,12 @@ pub enum StageError {
     Merge(#[from] statapp_metrics::merge::MergeError),
     #[error("scratch files: {0}")]
     Scratch(#[from] std::io::Error),
+    /// The embedded default's record of its queues (`<bucket>/.statapp/`).
+    #[error("{path}: {detail}")]
+    State {
+        path: std::path::PathBuf,
+        detail: String,
+    },
     /// A handler panicked: a bug, reported as this message's failure (retried, then
     /// dead-lettered) instead of taking down the runner with the rest of its batch.
     #[error("the {function} function panicked on {about}: {message}")]

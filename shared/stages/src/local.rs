@@ -1,5 +1,5 @@
-//! The embedded default: a directory as the bucket (object-created events for `incoming/` and
-//! `models/` go to the ingest queue, as the S3 notifications of the templates do) and in-process
+//! The embedded default: a directory as the bucket (object-created events for the upload
+//! prefixes, `incoming/` and `models/` and the original's where configured, go to the ingest queue, as the S3 notifications of the templates do) and in-process
 //! queues with SQS semantics, each with a dead-letter queue after 3 receives. `run_until_idle`
 //! plays Lambda's event source mappings: it feeds every queue's messages to its handler until
 //! all queues are empty.
@@ -8,7 +8,7 @@ use crate::StageError;
 use crate::dispatch::{self, Outputs};
 use burn::tensor::Device;
 use statapp_pipeline::queue::{Clock, SystemClock};
-use statapp_pipeline::{DirStore, JobQueue, MemQueue};
+use statapp_pipeline::{DirStore, JobQueue, MemQueue, Prefixes};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,8 +48,67 @@ pub struct LocalPipeline {
     pub metrics: Arc<MemQueue>,
     pub merge: Arc<MemQueue>,
     pub dead_letters: Arc<MemQueue>,
+    /// Where uploads are (`incoming/`, `models/` and the original's prefixes where configured).
+    pub prefixes: Prefixes,
     /// How the infer stage runs (budget, mirroring, gather delay).
     pub settings: crate::infer::InferSettings,
+}
+
+/// Where `serve` keeps what another process (`statapp status`) cannot see of the in-process
+/// queues: `queues.json` (depths) and `dead-letters/<digest>.json` (each dead-lettered body,
+/// kept across runs until deleted). Inside the bucket directory, never listed as an object.
+pub const STATE_DIR: &str = ".statapp";
+
+/// One queue's messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueDepth {
+    pub waiting: usize,
+    pub in_flight: usize,
+}
+
+/// The queues as `serve` last recorded them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueState {
+    /// Seconds since the epoch.
+    pub updated: u64,
+    /// Process id of the `serve` that wrote it.
+    pub pid: u32,
+    pub queues: std::collections::BTreeMap<String, QueueDepth>,
+}
+
+fn state_err(path: &Path) -> impl Fn(std::io::Error) -> StageError + '_ {
+    move |e| StageError::State {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+/// Dead-lettered message bodies recorded under `bucket/.statapp/dead-letters/`.
+pub fn recorded_dead_letters(bucket: &Path) -> Result<Vec<String>, StageError> {
+    let dir = bucket.join(STATE_DIR).join("dead-letters");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let path = e.map_err(state_err(&dir))?.path();
+        if path.extension().is_some_and(|x| x == "json") {
+            out.push(std::fs::read_to_string(&path).map_err(state_err(&path))?);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The last `queues.json`, if a `serve` wrote one.
+pub fn recorded_queues(bucket: &Path) -> Result<Option<QueueState>, StageError> {
+    let path = bucket.join(STATE_DIR).join("queues.json");
+    let Ok(body) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    let state =
+        serde_json::from_slice(&body).map_err(StageError::json(path.display().to_string()))?;
+    Ok(Some(state))
 }
 
 /// Counts of a run.
@@ -70,11 +129,14 @@ impl LocalPipeline {
             )
         };
         let ingest = queue("ingest");
-        let store = DirStore::open(bucket, "statapp-local")?
-            .notify("incoming/", ingest.clone())
-            .notify("models/", ingest.clone());
+        let prefixes = Prefixes::from_env();
+        let mut store = DirStore::open(bucket, "statapp-local")?;
+        for prefix in prefixes.notified() {
+            store = store.notify(&prefix, ingest.clone());
+        }
         Ok(Self {
             store,
+            prefixes,
             ingest,
             infer: queue("infer"),
             aggregate: queue("aggregate"),
@@ -89,7 +151,53 @@ impl LocalPipeline {
     /// `models/`): what a watcher that just started, or `serve --once`, has to catch up on. A
     /// case or model seen before is recognised by ingest and costs a read, nothing more.
     pub fn rescan(&self) -> Result<usize, StageError> {
-        Ok(self.store.announce("incoming/")? + self.store.announce("models/")?)
+        let mut n = 0;
+        for prefix in self.prefixes.notified() {
+            n += self.store.announce(&prefix)?;
+        }
+        Ok(n)
+    }
+
+    fn stage_queues(&self) -> [(Stage, &Arc<MemQueue>); 5] {
+        [
+            (Stage::Ingest, &self.ingest),
+            (Stage::Infer, &self.infer),
+            (Stage::Aggregate, &self.aggregate),
+            (Stage::Metrics, &self.metrics),
+            (Stage::Merge, &self.merge),
+        ]
+    }
+
+    /// Records the queue depths and every dead-lettered body under [`STATE_DIR`], each file
+    /// written whole.
+    pub fn save_state(&self) -> Result<(), StageError> {
+        let dir = self.store.root().join(STATE_DIR);
+        let dead = dir.join("dead-letters");
+        std::fs::create_dir_all(&dead).map_err(state_err(&dead))?;
+        for body in self.dead_letters.bodies() {
+            let path = dead.join(format!("{}.json", statapp_pipeline::body_digest(&body)));
+            if !path.exists() {
+                statapp_volume::write_atomic(&path, body.as_bytes()).map_err(state_err(&path))?;
+            }
+        }
+        let queues = self
+            .stage_queues()
+            .iter()
+            .map(|(stage, q)| {
+                let (waiting, in_flight) = q.counts();
+                (stage.name().to_string(), QueueDepth { waiting, in_flight })
+            })
+            .collect();
+        let state = QueueState {
+            updated: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            pid: std::process::id(),
+            queues,
+        };
+        let text = serde_json::to_string_pretty(&state).map_err(StageError::json("queues.json"))?;
+        let path = dir.join("queues.json");
+        statapp_volume::write_atomic(&path, text.as_bytes()).map_err(state_err(&path))
     }
 
     fn outputs(&self) -> Outputs<'_> {
@@ -121,13 +229,7 @@ impl LocalPipeline {
         let mut stats = RunStats::default();
         loop {
             let mut progressed = false;
-            for (stage, q) in [
-                (Stage::Ingest, &self.ingest),
-                (Stage::Infer, &self.infer),
-                (Stage::Aggregate, &self.aggregate),
-                (Stage::Metrics, &self.metrics),
-                (Stage::Merge, &self.merge),
-            ] {
+            for (stage, q) in self.stage_queues() {
                 let batch = q.receive(64, Duration::ZERO)?;
                 if batch.is_empty() {
                     continue;

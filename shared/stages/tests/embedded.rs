@@ -7,9 +7,9 @@ use statapp_metrics::{CasePaths, RoiMode, score_files};
 use statapp_pipeline::jobs::{Job, MetricsJob};
 use statapp_pipeline::queue::{Clock, ManualClock};
 use statapp_pipeline::{DirStore, JobQueue, Key, MemQueue, ObjectStore};
-use statapp_stages::ingest::{Ingested, handle_event};
+use statapp_stages::ingest::{IngestSettings, Ingested, handle_event};
 use statapp_stages::score::{COMBINED, handle_merge, handle_metrics};
-use statapp_volume::{ReadOptions, Volume, WriteOptions, encode_nifti};
+use statapp_volume::{Volume, WriteOptions, encode_nifti};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +49,12 @@ fn env() -> Env {
 fn pump(e: &Env) -> Vec<Result<Vec<Ingested>, String>> {
     let mut out = Vec::new();
     for d in e.ingest.receive(100, VIS).unwrap() {
-        match handle_event(&d.body, &e.store, e.infer.as_ref(), &ReadOptions::default()) {
+        match handle_event(
+            &d.body,
+            &e.store,
+            e.infer.as_ref(),
+            &IngestSettings::default(),
+        ) {
             Ok(r) => {
                 e.ingest.delete(&d.receipt).unwrap();
                 out.push(Ok(r));
@@ -222,7 +227,7 @@ fn hostile_keys_write_nothing() {
         let ev = format!(
             r#"{{"Records":[{{"eventName":"ObjectCreated:Put","s3":{{"bucket":{{"name":"statapp"}},"object":{{"key":"{raw}"}}}}}}]}}"#
         );
-        assert!(handle_event(&ev, &e.store, e.infer.as_ref(), &ReadOptions::default()).is_err());
+        assert!(handle_event(&ev, &e.store, e.infer.as_ref(), &IngestSettings::default()).is_err());
     }
     assert!(Key::new("incoming/../x").is_err());
     assert_eq!(snapshot(&e.store), before);
