@@ -17,8 +17,9 @@ pub enum Outcome {
     Failed { id: String, reason: String },
 }
 
-/// Trains one job; `Ok(true)` when the model already existed.
-pub fn run_job(job: &TrainJob, device: &Device) -> Result<(String, usize, bool)> {
+/// Trains one job, its `data` and `models` resolved against `root` (relative ones: the prefixes
+/// of a directory bucket); `Ok(true)` when the model already existed.
+pub fn run_job(job: &TrainJob, root: &Path, device: &Device) -> Result<(String, usize, bool)> {
     let settings = TrainSettings {
         configuration: job.configuration.clone(),
         annotator: job.annotator,
@@ -32,8 +33,8 @@ pub fn run_job(job: &TrainJob, device: &Device) -> Result<(String, usize, bool)>
     };
     let model_id = settings.model_id();
     let outcome = train(
-        Path::new(&job.data),
-        Path::new(&job.models),
+        &root.join(&job.data),
+        &root.join(&job.models),
         &settings,
         device,
         &mut |e| {
@@ -52,9 +53,9 @@ pub fn run_job(job: &TrainJob, device: &Device) -> Result<(String, usize, bool)>
     Ok((model_id, outcome.log.epochs.len(), outcome.already_present))
 }
 
-fn handle(queue: &DirQueue, msg: Received, device: &Device) -> Result<Outcome> {
+fn handle(queue: &DirQueue, msg: Received, root: &Path, device: &Device) -> Result<Outcome> {
     let result = match Job::from_json(&msg.body) {
-        Ok(Job::Train(job)) => run_job(&job, device),
+        Ok(Job::Train(job)) => run_job(&job, root, device),
         Ok(other) => Err(anyhow::anyhow!("not a train job: {other:?}")),
         Err(e) => Err(e.into()),
     };
@@ -78,15 +79,21 @@ fn handle(queue: &DirQueue, msg: Received, device: &Device) -> Result<Outcome> {
 }
 
 /// Drains the queue: every pending message is claimed and handled in name order. Messages a
-/// crashed run left in flight are requeued first.
+/// crashed run left in flight are requeued first. Paths in the jobs are taken as they are.
 pub fn drain(queue: &DirQueue, device: &Device) -> Result<Vec<Outcome>> {
+    drain_in(queue, Path::new(""), device)
+}
+
+/// [`drain`] with relative paths in the jobs resolved against `root`: the local CPU worker of
+/// `statapp serve`, whose jobs name prefixes of its directory bucket.
+pub fn drain_in(queue: &DirQueue, root: &Path, device: &Device) -> Result<Vec<Outcome>> {
     let requeued = queue.requeue_inflight()?;
     if requeued > 0 {
         tracing::warn!(requeued, "requeued jobs left in flight by an earlier run");
     }
     let mut out = Vec::new();
     while let Some(msg) = queue.receive()? {
-        out.push(handle(queue, msg, device)?);
+        out.push(handle(queue, msg, root, device)?);
     }
     Ok(out)
 }
