@@ -1,7 +1,8 @@
 //! The pipeline against a real S3/SQS endpoint (AWS, or moto's server): `setup` creates the
 //! bucket, queues and notification on a local server, `upload` puts a case or a model into the
 //! bucket, `run` plays Lambda's event source mappings with the functions' own handlers, and
-//! `dl-metrics` downloads the combined CSV. Configuration: environment variables, then `.env`.
+//! `dl-metrics` downloads the combined CSV. Configuration: environment variables, then `.env`
+//! (statapp's names, or the original project's: `S3_ENDPOINT`, `S3_BUCKET`, ...).
 
 use crate::demo::upload_model;
 use anyhow::{Context, Result};
@@ -10,41 +11,21 @@ use statapp_aws::{Aws, AwsConfig, provision};
 use statapp_lambda::{Handler, Services, drain};
 use statapp_pipeline::{Key, ObjectStore};
 use statapp_stages::dispatch;
-use statapp_stages::score::COMBINED;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// `KEY=VALUE` lines of `.env` (comments and blank lines skipped, quotes stripped).
-fn dotenv(path: &Path) -> BTreeMap<String, String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return BTreeMap::new();
-    };
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let (k, v) = l.trim_start_matches("export ").split_once('=')?;
-            let v = v.trim().trim_matches('"').trim_matches('\'');
-            Some((k.trim().to_string(), v.to_string()))
-        })
-        .collect()
-}
-
 /// Clients and configuration; the runtime lives as long as the command.
-struct Cloud {
-    runtime: tokio::runtime::Runtime,
-    aws: Aws,
-    config: AwsConfig,
+pub(crate) struct Cloud {
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) aws: Aws,
+    pub(crate) config: AwsConfig,
 }
 
 impl Cloud {
-    fn connect() -> Result<Self> {
-        let file = dotenv(Path::new(".env"));
-        let config = AwsConfig::from_vars(|name| {
-            std::env::var(name).ok().or_else(|| file.get(name).cloned())
-        })?;
+    /// From the environment, where `main` has loaded `.env` (statapp's names or the original's).
+    pub(crate) fn connect() -> Result<Self> {
+        let config = AwsConfig::from_env()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -57,7 +38,11 @@ impl Cloud {
         })
     }
 
-    fn services(&self) -> Result<Services> {
+    pub(crate) fn store(&self) -> statapp_aws::S3Store {
+        statapp_aws::S3Store::new(self.aws.clone(), self.config.bucket.clone())
+    }
+
+    pub(crate) fn services(&self) -> Result<Services> {
         Services::resolve(&self.aws, &self.config).with_context(|| {
             format!(
                 "queues {}-*: run `statapp setup` on a local server, or set STATAPP_<STAGE>_QUEUE_URL",
@@ -192,33 +177,5 @@ pub fn run(args: RunArgs) -> Result<()> {
         done.failed,
         start.elapsed().as_secs_f64()
     );
-    Ok(())
-}
-
-#[derive(Debug, clap::Args)]
-pub struct DlArgs {
-    /// Where to write the combined CSV.
-    #[arg(short, long)]
-    output: PathBuf,
-}
-
-/// `statapp dl-metrics -o FILE`: the combined CSV, written whole.
-pub fn dl_metrics(args: DlArgs) -> Result<()> {
-    let cloud = Cloud::connect()?;
-    let store = statapp_aws::S3Store::new(cloud.aws.clone(), cloud.config.bucket.clone());
-    let body = store.get(&Key::new(COMBINED)?)?.with_context(|| {
-        format!(
-            "s3://{}/{COMBINED} does not exist yet: no case has been scored",
-            cloud.config.bucket
-        )
-    })?;
-    statapp_volume::write_atomic(&args.output, &body)
-        .with_context(|| args.output.display().to_string())?;
-    let rows = body
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        .saturating_sub(1);
-    println!("{} ({rows} rows)", args.output.display());
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `statapp`: the command line of the statapp project.
 
 mod bench;
+mod bucket;
 mod cloud;
 mod demo;
 mod ensemble;
@@ -8,11 +9,14 @@ mod fuzz;
 mod inspect;
 mod metrics;
 mod model_cmds;
+mod original;
+mod patients;
 mod plan_inference;
 mod prepare;
 mod preview;
 mod progress;
 mod serve;
+mod status;
 mod synth;
 mod train;
 
@@ -22,6 +26,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "statapp", version, about, long_about = None)]
 struct Cli {
+    /// Log progress (`info`); the original's `-v`. `RUST_LOG` overrides it.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,10 +71,29 @@ enum Command {
     /// The embedded pipeline on a directory bucket that files are copied into (`--once`: process
     /// what is there and exit when idle).
     Serve(serve::Args),
+    /// Queue training jobs (annotators x seeds) for `serve`'s local CPU worker.
+    QueueTraining(serve::QueueTrainingArgs),
     /// Run the pipeline against the configured S3/SQS endpoint (plays the Lambda triggers).
     Run(cloud::RunArgs),
-    /// Download metrics/combined.csv from the configured bucket.
-    DlMetrics(cloud::DlArgs),
+    /// Download metrics/combined.csv (default `metrics.csv`).
+    DlMetrics(original::DlMetricsArgs),
+    /// Cases by stage, queue depths, dead letters, the latest errors/ entries.
+    Status(status::Args),
+    /// What statapp is.
+    About,
+    /// Upload a folder of cases (the original's `UKCHLL<NNN>/` folders, statapp's, or nnU-Net
+    /// raw datasets) to the data prefix.
+    UploadData(original::UploadDataArgs),
+    /// Upload a model folder (statapp's, or an nnU-Net results folder) as MODEL.
+    UploadModelArtifacts(original::UploadModelArgs),
+    /// Delete the uploaded cases and statapp's copies of them (asks first unless --confirm).
+    EmptyData(original::EmptyArgs),
+    /// Delete the models (asks first unless --confirm).
+    EmptyArtifacts(original::EmptyArgs),
+    /// Write the original project's train/validation/test patient sets as splits.json.
+    OriginalSplits(patients::SplitsArgs),
+    /// Queue the metric jobs of the selected patients (all|train|validation|test|ids).
+    ComputeMetrics(original::ComputeMetricsArgs),
     /// Benchmarks that print wall time and peak memory.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -88,16 +114,29 @@ fn quiet_broken_pipe() {
     }));
 }
 
+/// `.env` of the working directory (or a parent), as the original's `load_dotenv()`: variables
+/// already set win. Read once, before any thread starts.
+fn load_dotenv() -> anyhow::Result<()> {
+    match dotenvy::dotenv() {
+        Ok(_) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(".env: {e}")),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     quiet_broken_pipe();
+    load_dotenv()?;
+    let cli = Cli::parse();
+    let level = if cli.verbose { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Inspect(args) => inspect::run(args),
@@ -114,8 +153,17 @@ fn main() -> anyhow::Result<()> {
         Command::Setup(args) => cloud::setup(args),
         Command::Upload(cmd) => cloud::upload(cmd),
         Command::Serve(args) => serve::run(args),
+        Command::QueueTraining(args) => serve::queue_training(args),
         Command::Run(args) => cloud::run(args),
-        Command::DlMetrics(args) => cloud::dl_metrics(args),
+        Command::DlMetrics(args) => original::dl_metrics(args),
+        Command::Status(args) => status::run(args),
+        Command::About => original::about(),
+        Command::UploadData(args) => original::upload_data(args),
+        Command::UploadModelArtifacts(args) => original::upload_model_artifacts(args),
+        Command::EmptyData(args) => original::empty_data(args),
+        Command::EmptyArtifacts(args) => original::empty_artifacts(args),
+        Command::ComputeMetrics(args) => original::compute_metrics(args),
+        Command::OriginalSplits(args) => patients::write_original_splits(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -1,7 +1,7 @@
 //! The `statapp` binary as a user runs it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn statapp(args: &[&str]) -> Output {
@@ -35,6 +35,14 @@ fn every_command_has_help() {
         vec!["train"],
         vec!["demo"],
         vec!["prepare"],
+        vec!["status"],
+        vec!["about"],
+        vec!["upload-data"],
+        vec!["upload-model-artifacts"],
+        vec!["empty-data"],
+        vec!["empty-artifacts"],
+        vec!["compute-metrics"],
+        vec!["dl-metrics"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");
@@ -542,12 +550,15 @@ fn fuzzed_nifti_files_never_panic_the_reader() {
 #[test]
 fn serve_picks_up_files_copied_while_it_runs() {
     let bucket = tempfile::tempdir().unwrap();
+    // a timer scan only every 10 minutes: the copies are seen through file-system notifications
     let mut serve = Command::new(env!("CARGO_BIN_EXE_statapp"))
         .args(["serve", "--bucket", bucket.path().to_str().unwrap()])
-        .args(["--poll-ms", "100", "--settle-ms", "300"])
+        .args(["--poll-ms", "600000", "--settle-ms", "300"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("statapp serve starts");
+    // past the scan on start, which finds an empty bucket
+    std::thread::sleep(std::time::Duration::from_secs(1));
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hostile");
     for case in ["valid", "label_negative"] {
         let dir = bucket.path().join("incoming").join(case);
@@ -568,4 +579,207 @@ fn serve_picks_up_files_copied_while_it_runs() {
     assert!(ingested.exists(), "the valid case was not ingested");
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&error).unwrap()).unwrap();
     assert_eq!(doc["kind"], "InvalidLabel");
+}
+
+/// Copies every file under `from` to `to`, keeping the folders.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+#[test]
+fn serve_scores_the_originals_layout_copied_while_it_runs_and_status_reports_it() {
+    let bucket = tempfile::tempdir().unwrap();
+    let root = bucket.path();
+    // the original's variables: cases under data/, nnU-Net models under artifacts/models/
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_statapp"))
+        .args(["serve", "--bucket", root.to_str().unwrap()])
+        .args(["--poll-ms", "100", "--settle-ms", "300"])
+        .env("S3_DATA_DIR", "data")
+        .env("S3_ARTIFACTS_DIR", "artifacts")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("statapp serve starts");
+    let folder = "nnUNetTrainer_5epochs__nnUNetPlans__3d_tiny";
+    copy_tree(
+        &fixtures().join("nnunet_model/model").join(folder),
+        &root
+            .join("artifacts/models/anno1_init112233_foldall")
+            .join(folder),
+    );
+    let hostile = fixtures().join("hostile");
+    copy_tree(&hostile.join("valid"), &root.join("data/UKCHLL010"));
+    copy_tree(
+        &hostile.join("label_negative"),
+        &root.join("data/UKCHLL011"),
+    );
+    let combined = root.join("metrics/combined.csv");
+    let start = std::time::Instant::now();
+    while !combined.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    let csv = std::fs::read_to_string(&combined).expect("combined.csv written");
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{csv}");
+    assert!(
+        rows[0].starts_with("UKCHLL010,anno1_init112233_foldall,"),
+        "{csv}"
+    );
+    // the model's files were copied to their canonical place and registered
+    let model = root.join("models/anno1_init112233_foldall");
+    assert!(model.join("model.json").is_file());
+    assert!(
+        model
+            .join(folder)
+            .join("fold_all/checkpoint_final.pth")
+            .is_file()
+    );
+
+    let o = statapp(&["status", "--bucket", root.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["ingested"], 1, "{doc}");
+    assert_eq!(
+        doc["models"],
+        serde_json::json!(["anno1_init112233_foldall"])
+    );
+    assert_eq!(doc["predicted"]["anno1_init112233_foldall"], 1, "{doc}");
+    assert_eq!(doc["scored"], 1, "{doc}");
+    assert!(doc["combined_modified"].is_u64(), "{doc}");
+    assert_eq!(doc["errors"][0]["case"], "UKCHLL011", "{doc}");
+    assert_eq!(doc["errors"][0]["kind"], "InvalidLabel", "{doc}");
+    assert!(doc["queues_as_of"].is_u64(), "{doc}");
+    assert_eq!(doc["queues"]["ingest"]["dead_letters"], 0, "{doc}");
+    let human = statapp(&["status", "--bucket", root.to_str().unwrap()]);
+    assert!(
+        text(&human).contains("error UKCHLL011 [InvalidLabel]"),
+        "{}",
+        text(&human)
+    );
+}
+
+#[test]
+fn serve_reads_nnunet_raw_datasets_one_per_annotator() {
+    let bucket = tempfile::tempdir().unwrap();
+    let root = bucket.path().join("incoming/nnUNet_raw");
+    let valid = fixtures().join("hostile/valid");
+    for k in 1..=3 {
+        let ds = root.join(format!("Dataset475_CURVAS_ANNO{k}_all"));
+        std::fs::create_dir_all(ds.join("imagesTr")).unwrap();
+        std::fs::create_dir_all(ds.join("labelsTr")).unwrap();
+        std::fs::write(ds.join("dataset.json"), "{}").unwrap();
+        std::fs::copy(
+            valid.join("image.nii.gz"),
+            ds.join("imagesTr/CURVAS_001_0000.nii.gz"),
+        )
+        .unwrap();
+        std::fs::copy(
+            valid.join(format!("annotation_{k}.nii.gz")),
+            ds.join("labelsTr/CURVAS_001.nii.gz"),
+        )
+        .unwrap();
+    }
+    let o = statapp(&[
+        "serve",
+        "--bucket",
+        bucket.path().to_str().unwrap(),
+        "--once",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let case = bucket.path().join("cases/CURVAS_001");
+    assert!(case.join("ingested.json").is_file(), "{}", text(&o));
+    for k in 1..=3 {
+        let name = format!("annotation_{k}.nii.gz");
+        assert_eq!(
+            std::fs::read(case.join(&name)).unwrap(),
+            std::fs::read(valid.join(&name)).unwrap()
+        );
+    }
+    assert!(!bucket.path().join("errors").exists(), "{}", text(&o));
+}
+
+#[test]
+fn serve_trains_queued_jobs_on_a_local_cpu_worker_and_scores_with_the_new_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).to_string_lossy().into_owned();
+    let ok = |args: &[&str]| {
+        let o = statapp(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        text(&o)
+    };
+    ok(&[
+        "synth",
+        "--cases",
+        "3",
+        "--size",
+        "small",
+        "--seed",
+        "5",
+        "--out",
+        &p("raw"),
+    ]);
+    ok(&[
+        "prepare",
+        &p("raw"),
+        "--out",
+        &p("bucket/prepared/anno1"),
+        "--annotator",
+        "1",
+        "--cases",
+        "case_000,case_001",
+        "--cpu-patch",
+        "16",
+        "32",
+        "32",
+    ]);
+    let queued = ok(&[
+        "queue-training",
+        "--bucket",
+        &p("bucket"),
+        "--data",
+        "prepared/anno{annotator}",
+        "--annotators",
+        "1",
+        "--seeds",
+        "7",
+        "--epochs",
+        "1",
+        "--iterations",
+        "2",
+        "--val-iterations",
+        "1",
+    ]);
+    assert!(queued.contains("queued 1 train job(s)"), "{queued}");
+    copy_tree(
+        &dir.path().join("raw/incoming/case_002"),
+        &dir.path().join("bucket/incoming/case_002"),
+    );
+    let served = ok(&["serve", "--bucket", &p("bucket"), "--once"]);
+    assert!(
+        served.contains("trained anno1_init7_foldall (1 epoch(s))"),
+        "{served}"
+    );
+    let csv = std::fs::read_to_string(dir.path().join("bucket/metrics/combined.csv")).unwrap();
+    assert!(csv.contains("\ncase_002,anno1_init7_foldall,"), "{csv}");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&["status", "--bucket", &p("bucket"), "--json"])).unwrap();
+    assert_eq!(status["queues"]["train"]["waiting"], 0, "{status}");
+    assert_eq!(status["queues"]["train"]["dead_letters"], 0, "{status}");
+    // a second run finds the model trained and the job gone: nothing is trained again
+    let again = ok(&["serve", "--bucket", &p("bucket"), "--once"]);
+    assert!(!again.contains("trained"), "{again}");
 }
