@@ -153,8 +153,10 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Uploads a model directory, `model.json` last: its event registers the complete model.
+/// Uploads a model directory, `model.json` last: its event registers the complete model. An id
+/// the pipeline would refuse is refused here, before anything is uploaded.
 pub(crate) fn upload_model(store: &dyn ObjectStore, dir: &Path, id: &str) -> Result<()> {
+    statapp_pipeline::check_model_id(id)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file())

@@ -105,8 +105,9 @@ pub struct UploadModelArgs {
 /// original's `S3_ARTIFACTS_DIR/S3_MODEL_ARTIFACTS_SUBDIR` is read too, for uploads by other
 /// tools, and copied there). A statapp model's `model.json` goes last: its event registers it.
 pub fn upload_model_artifacts(args: UploadModelArgs) -> Result<()> {
-    let target = Target::open(&args.bucket)?;
     let id = &args.model;
+    statapp_pipeline::check_model_id(id)?;
+    let target = Target::open(&args.bucket)?;
     if args.dir.join("model.json").is_file() {
         crate::demo::upload_model(target.store(), &args.dir, id)?;
         println!(

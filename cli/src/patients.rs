@@ -6,42 +6,15 @@
 //! silently drop a patient.
 
 use anyhow::{Context, Result, bail};
-use statapp_pipeline::{Key, ObjectStore};
-use std::collections::BTreeMap;
+use statapp_pipeline::names::{names_case, role_of};
+use statapp_pipeline::{CaseRoles, ObjectStore, Role};
 
-/// The case of `id` among `cases`.
+/// The case of `id` among `cases`: the case of that id, else one the original's number names.
 fn resolve<'a>(id: &str, cases: &'a [String]) -> Option<&'a String> {
-    [
-        id.to_string(),
-        format!("UKCHLL{id}"),
-        format!("CURVAS_{id}"),
-    ]
-    .into_iter()
-    .find_map(|name| cases.iter().find(|c| **c == name))
-}
-
-/// `splits.json`, each set resolved to case ids (ids of cases not in the bucket are dropped).
-fn splits(
-    store: &dyn ObjectStore,
-    cases: &[String],
-) -> Result<Option<BTreeMap<String, Vec<String>>>> {
-    let Some(body) = store.get(&Key::new("splits.json")?)? else {
-        return Ok(None);
-    };
-    let sets: BTreeMap<String, Vec<String>> =
-        serde_json::from_slice(&body).context("splits.json: expected {\"train\": [ids], ...}")?;
-    Ok(Some(
-        sets.into_iter()
-            .map(|(set, ids)| {
-                let found = ids
-                    .iter()
-                    .filter_map(|id| resolve(id, cases))
-                    .cloned()
-                    .collect();
-                (set, found)
-            })
-            .collect(),
-    ))
+    cases
+        .iter()
+        .find(|c| *c == id)
+        .or_else(|| cases.iter().find(|c| names_case(id, c)))
 }
 
 /// The cases `selector` names among `cases` (the ingested ones), sorted.
@@ -60,25 +33,23 @@ pub fn select(
     let mut out: Vec<String> = match set {
         Some("all") => cases.to_vec(),
         Some(name) => {
-            let splits = splits(store, cases)?;
-            match (name, splits) {
-                ("test", None) => cases.to_vec(),
-                (_, None) => bail!(
+            let role = Role::ALL
+                .into_iter()
+                .find(|r| r.name() == name)
+                .context("a set name")?;
+            let roles = CaseRoles::read(store)?;
+            if roles.is_none() && role != Role::Test {
+                bail!(
                     "`{name}` needs splits.json at the bucket root ({{\"train\": [...], \"validation\": [...], \"test\": [...]}}); without it every case is a test case"
-                ),
-                ("test", Some(s)) => {
-                    let other: Vec<&String> = ["train", "validation"]
-                        .iter()
-                        .flat_map(|k| s.get(*k).into_iter().flatten())
-                        .collect();
-                    cases
-                        .iter()
-                        .filter(|c| !other.contains(c))
-                        .cloned()
-                        .collect()
-                }
-                (_, Some(s)) => s.get(name).cloned().unwrap_or_default(),
+                );
             }
+            let mut found = Vec::new();
+            for c in cases {
+                if role_of(roles.as_ref(), c)? == role {
+                    found.push(c.clone());
+                }
+            }
+            found
         }
         None => {
             let unknown: Vec<&String> = selector
@@ -106,7 +77,7 @@ pub fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use statapp_pipeline::DirStore;
+    use statapp_pipeline::{DirStore, Key};
 
     fn ids(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

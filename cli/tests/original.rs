@@ -150,18 +150,40 @@ fn the_originals_env_and_commands_run_the_pipeline_on_moto() {
         out.contains("nnU-Net model anno1_init112233_foldall"),
         "{out}"
     );
+    // an id that would overwrite the ensemble's row is refused before anything is uploaded
+    let refused = w
+        .command(&[
+            "upload-model-artifacts",
+            fixtures().join("nnunet_model/model").to_str().unwrap(),
+            "ensemble_all",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success() && text(&refused).contains("belong to the ensembles"),
+        "{}",
+        text(&refused)
+    );
+    let (store, ingest) = w.clients();
+    assert!(store.list("models/ensemble_all/").unwrap().is_empty());
+    // the original's sets at the bucket root: UKCHLL001 is a training patient, not scored
+    w.run(&["original-splits", "-o", "splits.json"]);
+    let splits = std::fs::read(w.dir.path().join("splits.json")).unwrap();
+    store
+        .put(&Key::new("splits.json").unwrap(), &splits)
+        .unwrap();
     let data = w.dir.path().join("data");
     copy_tree(&fixtures().join("hostile/valid"), &data.join("UKCHLL010"));
+    copy_tree(&fixtures().join("hostile/valid"), &data.join("UKCHLL001"));
     copy_tree(
         &fixtures().join("hostile/label_negative"),
         &data.join("UKCHLL011"),
     );
     let out = w.run(&["upload-data", "data"]);
     assert!(
-        out.contains("uploaded 8 file(s)") && out.contains("/data/"),
+        out.contains("uploaded 12 file(s)") && out.contains("/data/"),
         "{out}"
     );
-    let (store, ingest) = w.clients();
     // a message no handler can read: dead-lettered after one receive
     ingest.send("this is not an S3 event").unwrap();
     w.run(&[
@@ -176,6 +198,17 @@ fn the_originals_env_and_commands_run_the_pipeline_on_moto() {
     let csv = w.dir.path().join("metrics.csv");
     let first = rows(&csv);
     assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        store
+            .list("predictions/anno1_init112233_foldall/UKCHLL001/")
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .exists(&Key::new("cases/UKCHLL001/ingested.json").unwrap())
+            .unwrap()
+    );
     assert!(
         first[0].starts_with("UKCHLL010,anno1_init112233_foldall,"),
         "{first:?}"
@@ -204,7 +237,7 @@ fn the_originals_env_and_commands_run_the_pipeline_on_moto() {
     assert_eq!(rows(&w.dir.path().join("again.csv")), first);
 
     let status: serde_json::Value = serde_json::from_str(&w.run(&["status", "--json"])).unwrap();
-    assert_eq!(status["ingested"], 1, "{status}");
+    assert_eq!(status["ingested"], 2, "{status}");
     assert_eq!(
         status["predicted"]["anno1_init112233_foldall"], 1,
         "{status}"

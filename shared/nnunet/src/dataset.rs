@@ -3,7 +3,7 @@
 //! at the root) and nnU-Net's raw layout `{dataset.json, imagesTr/<case>_0000.nii.gz,
 //! labelsTr/<case>.nii.gz, imagesTs/}`.
 
-use serde::Deserialize;
+use statapp_pipeline::names::{CaseRoles, Role, RolesError, role_of};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,15 @@ pub enum DatasetError {
     UnknownLayout(PathBuf),
     #[error("unknown case id(s): {0}")]
     UnknownCases(String),
+    #[error("{path}: {source}")]
+    Roles {
+        path: PathBuf,
+        #[source]
+        source: RolesError,
+    },
+    /// A case `splits.json` lists in two sets.
+    #[error(transparent)]
+    Role(#[from] RolesError),
 }
 
 /// One case: its image and, when the annotator drew it, its labels.
@@ -23,17 +32,6 @@ pub struct CaseFiles {
     pub id: String,
     pub image: PathBuf,
     pub labels: Option<PathBuf>,
-}
-
-/// The case roles of `splits.json` (the original's fixed train/validation/test lists, as data).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Splits {
-    #[serde(default)]
-    pub train: Vec<String>,
-    #[serde(default)]
-    pub validation: Vec<String>,
-    #[serde(default)]
-    pub test: Vec<String>,
 }
 
 /// Which cases to use.
@@ -119,58 +117,57 @@ pub fn list_cases(root: &Path, annotator: usize) -> Result<Vec<CaseFiles>, Datas
     }
 }
 
-/// Reads `splits.json` at the root; no file means every case is a test case.
-pub fn read_splits(root: &Path) -> Result<Splits, DatasetError> {
+/// Reads `splits.json` at the root (statapp-pipeline's [`CaseRoles`], the bucket's own rules);
+/// `None` when there is none: every case is a test case.
+pub fn read_splits(root: &Path) -> Result<Option<CaseRoles>, DatasetError> {
     let path = root.join("splits.json");
     if !path.is_file() {
-        return Ok(Splits::default());
+        return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| DatasetError::Io {
+    let text = std::fs::read(&path).map_err(|e| DatasetError::Io {
         path: path.clone(),
         detail: e.to_string(),
     })?;
-    serde_json::from_str(&text).map_err(|e| DatasetError::Io {
-        path,
-        detail: e.to_string(),
-    })
+    CaseRoles::parse(&text)
+        .map(Some)
+        .map_err(|source| DatasetError::Roles { path, source })
 }
 
 /// The cases of a set, in id order.
 pub fn select(
     cases: &[CaseFiles],
-    splits: &Splits,
+    roles: Option<&CaseRoles>,
     set: &CaseSet,
 ) -> Result<Vec<CaseFiles>, DatasetError> {
-    let ids = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
-    let keep: Box<dyn Fn(&str) -> bool> = match set {
-        CaseSet::All => Box::new(|_| true),
-        CaseSet::Train => {
-            let t = ids(&splits.train);
-            Box::new(move |id| t.contains(id))
-        }
-        CaseSet::Validation => {
-            let v = ids(&splits.validation);
-            Box::new(move |id| v.contains(id))
-        }
-        CaseSet::Test => {
-            let (t, v) = (ids(&splits.train), ids(&splits.validation));
-            Box::new(move |id| !t.contains(id) && !v.contains(id))
-        }
+    let role = match set {
+        CaseSet::All => return Ok(cases.to_vec()),
+        CaseSet::Train => Role::Train,
+        CaseSet::Validation => Role::Validation,
+        CaseSet::Test => Role::Test,
         CaseSet::Ids(list) => {
             let known: BTreeSet<&str> = cases.iter().map(|c| c.id.as_str()).collect();
-            let unknown: Vec<&String> = list
+            let unknown: Vec<&str> = list
                 .iter()
-                .filter(|i| !known.contains(i.as_str()))
+                .map(String::as_str)
+                .filter(|i| !known.contains(i))
                 .collect();
             if !unknown.is_empty() {
-                let names: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
-                return Err(DatasetError::UnknownCases(names.join(", ")));
+                return Err(DatasetError::UnknownCases(unknown.join(", ")));
             }
-            let l = ids(list);
-            Box::new(move |id| l.contains(id))
+            return Ok(cases
+                .iter()
+                .filter(|c| list.contains(&c.id))
+                .cloned()
+                .collect());
         }
     };
-    Ok(cases.iter().filter(|c| keep(&c.id)).cloned().collect())
+    let mut out = Vec::new();
+    for c in cases {
+        if role_of(roles, &c.id)? == role {
+            out.push(c.clone());
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -188,13 +185,11 @@ mod tests {
     #[test]
     fn sets_follow_the_splits() {
         let cases: Vec<CaseFiles> = ["a", "b", "c", "d"].map(case).to_vec();
-        let splits = Splits {
-            train: vec!["a".into()],
-            validation: vec!["b".into()],
-            test: vec!["c".into()],
-        };
+        let splits =
+            CaseRoles::parse(br#"{"train": ["a"], "validation": ["b"], "test": ["c"]}"#).unwrap();
+        let splits = Some(&splits);
         let ids = |s: CaseSet| {
-            select(&cases, &splits, &s)
+            select(&cases, splits, &s)
                 .unwrap()
                 .into_iter()
                 .map(|c| c.id)
@@ -208,6 +203,6 @@ mod tests {
         );
         assert_eq!(ids(CaseSet::All).len(), 4);
         assert_eq!(ids("b,d".parse().unwrap()), ["b", "d"]);
-        assert!(select(&cases, &splits, &"zz".parse().unwrap()).is_err());
+        assert!(select(&cases, splits, &"zz".parse().unwrap()).is_err());
     }
 }

@@ -62,7 +62,7 @@ pub fn prepare_dataset(
 ) -> Result<Plans, PrepareError> {
     let all = list_cases(root, req.annotator)?;
     let splits = read_splits(root)?;
-    let cases: Vec<CaseFiles> = select(&all, &splits, &req.cases)?
+    let cases: Vec<CaseFiles> = select(&all, splits.as_ref(), &req.cases)?
         .into_iter()
         .filter(|c| c.labels.is_some())
         .collect();

@@ -10,6 +10,7 @@ pub mod events;
 pub mod jobs;
 pub mod key;
 pub mod layout;
+pub mod names;
 pub mod queue;
 pub mod store;
 
@@ -17,6 +18,7 @@ pub use dir_queue::{DirQueue, QueueError, Received};
 pub use jobs::{EnsembleJob, InferJob, JOB_VERSION, Job, MergeJob, MetricsJob, TrainJob};
 pub use key::{Key, KeyError};
 pub use layout::{CasePath, Prefixes};
+pub use names::{CaseRoles, ModelIdError, Role, RoleSet, RolesError, check_model_id};
 pub use queue::{Delivery, JobQueue, MemQueue};
 pub use store::{DirStore, ObjectStore, StoreError};
 
