@@ -683,10 +683,10 @@ fn follow_up(
     out: Outputs,
 ) -> Result<(), StageError> {
     let prefix = format!("predictions/{model}");
-    let row = Key::new(format!("metrics/rows/{case}/{model}.csv"))?;
-    // a duplicate of a job whose row is there sends no metrics job, but still checks the ensemble
-    // below: the first delivery may have died between the row and the `EnsembleJob`
-    if !(was_complete && store.exists(&row)?) {
+    // a duplicate of a job whose row is there, scored against the case's current annotations,
+    // sends no metrics job, but still checks the ensemble below: the first delivery may have
+    // died between the row and the `EnsembleJob`
+    if !(was_complete && crate::digests::RowInputs::current(store, case, model)?) {
         out.metrics.send(
             &Job::Metrics(MetricsJob {
                 case: case.to_string(),

@@ -7,10 +7,12 @@
 //! is permanent, so the message is not retried; a corrected upload clears the error file.
 
 use crate::StageError;
+use crate::digests::CaseDigests;
 use crate::preprocessed;
 use statapp_pipeline::events::parse_object_created;
 use statapp_pipeline::jobs::{InferJob, Job};
-use statapp_pipeline::{CasePath, JobQueue, Key, ObjectStore, Prefixes};
+use statapp_pipeline::names::{CaseRoles, RoleSet, role_of, valid_id};
+use statapp_pipeline::{CasePath, JobQueue, Key, ObjectStore, Prefixes, check_model_id};
 use statapp_volume::{ReadOptions, VolumeError, read_nifti_bytes};
 use std::io::Write;
 use std::path::Path;
@@ -31,6 +33,8 @@ pub enum Ingested {
     Waiting { case: String, missing: Vec<String> },
     /// The case is complete and valid; `infer_jobs` were queued.
     Ready { case: String, infer_jobs: usize },
+    /// The case is complete, and the event of `by` claimed its ingest first (one fan-out).
+    Claimed { case: String, by: String },
     /// A model appeared (`models/<id>/model.json`, written last): every case is scheduled.
     ModelRegistered { model: String, infer_jobs: usize },
     /// An nnU-Net trained-model folder under `models/<id>/` is complete and was described by a
@@ -43,19 +47,22 @@ pub enum Ingested {
     Rejected { case: String, kind: String },
 }
 
-/// How ingest reads uploads: the decode budget and where uploads are.
+/// How ingest reads uploads: the decode budget, where uploads are, and which cases are inferred.
 #[derive(Debug, Clone, Default)]
 pub struct IngestSettings {
     pub read: ReadOptions,
     pub prefixes: Prefixes,
+    /// The `splits.json` roles whose cases get infer jobs (default: test).
+    pub infer_sets: RoleSet,
 }
 
 impl IngestSettings {
-    /// [`read_options_from_env`] and [`Prefixes::from_env`].
+    /// [`read_options_from_env`], [`Prefixes::from_env`] and `STATAPP_INFER_SETS`.
     pub fn from_env() -> Result<Self, StageError> {
         Ok(Self {
             read: read_options_from_env()?,
             prefixes: Prefixes::from_env(),
+            infer_sets: crate::env_var("STATAPP_INFER_SETS")?.unwrap_or_default(),
         })
     }
 }
@@ -73,13 +80,24 @@ pub fn handle_event(
         .collect()
 }
 
-pub(crate) fn valid_case_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+/// Refuses a model id that could escape its prefix or collide with an ensemble (its
+/// `errors/models/<id>.json`, or `errors/invalid_model_id.json` when the id is no key segment),
+/// before anything of the model is written.
+pub(crate) fn refuse_model_id(
+    store: &dyn ObjectStore,
+    id: &str,
+    file: impl std::fmt::Display,
+) -> Result<Option<Ingested>, StageError> {
+    let Err(e) = check_model_id(id) else {
+        return Ok(None);
+    };
+    let entry = if valid_id(id) {
+        format!("models/{id}")
+    } else {
+        "invalid_model_id".to_string()
+    };
+    let why = Rejection::new(e.kind(), file, e.to_string());
+    reject(store, &entry, why).map(Some)
 }
 
 fn error_key(case: &str) -> Result<Key, StageError> {
@@ -153,7 +171,10 @@ pub fn handle_object(
 ) -> Result<Ingested, StageError> {
     let segs: Vec<&str> = key.segments().collect();
     if segs.first() == Some(&"models") && segs.len() == 3 && segs[2] == "model.json" {
-        return schedule_model(segs[1], store, infer);
+        if let Some(refused) = refuse_model_id(store, segs[1], key)? {
+            return Ok(refused);
+        }
+        return schedule_model(segs[1], store, infer, &settings.infer_sets);
     }
     if segs.first() == Some(&"models") && segs.len() >= 4 && segs[2].contains("__") {
         return crate::nnunet_upload::describe(segs[1], segs[2], store);
@@ -174,7 +195,7 @@ pub fn handle_object(
             );
             reject(store, &case, why)
         }
-        Some(CasePath::File { case, group, .. }) if !valid_case_id(&case) => {
+        Some(CasePath::File { case, group, .. }) if !valid_id(&case) => {
             let why = Rejection::new(
                 "InvalidCaseId",
                 key,
@@ -184,7 +205,7 @@ pub fn handle_object(
                 .inspect(|_| tracing::warn!(group, "invalid case id"))
         }
         Some(CasePath::File { case, group, .. }) => {
-            ingest_case(&case, &group, store, infer, settings)
+            ingest_case(&case, &group, key, store, infer, settings)
         }
     }
 }
@@ -193,7 +214,7 @@ pub fn handle_object(
 fn case_of_unexpected(key: &Key) -> String {
     let segs: Vec<&str> = key.segments().collect();
     match segs.len() {
-        n if n >= 3 && valid_case_id(segs[n - 2]) => segs[n - 2].to_string(),
+        n if n >= 3 && valid_id(segs[n - 2]) => segs[n - 2].to_string(),
         _ => "invalid_case_id".to_string(),
     }
 }
@@ -206,13 +227,8 @@ fn copy_model_file(
     canonical: &Key,
     store: &dyn ObjectStore,
 ) -> Result<Ingested, StageError> {
-    if !valid_case_id(model) {
-        let why = Rejection::new(
-            "InvalidModelId",
-            key,
-            format!("{key}: model ids are letters, digits, `_`, `-` and `.`"),
-        );
-        return reject(store, "invalid_model_id", why);
+    if let Some(refused) = refuse_model_id(store, model, key)? {
+        return Ok(refused);
     }
     let Some(body) = store.get(key)? else {
         return Ok(Ingested::Ignored {
@@ -251,6 +267,7 @@ fn case_files(
 fn ingest_case(
     case: &str,
     group: &str,
+    trigger: &Key,
     store: &dyn ObjectStore,
     infer: &dyn JobQueue,
     settings: &IngestSettings,
@@ -293,21 +310,38 @@ fn ingest_case(
     }
     // the same upload seen again (another file's event, a redelivery): it was validated and
     // ingested already, so neither decoding it again nor anything else is needed
+    let digests = CaseDigests::of(
+        &canonical[0].1,
+        [&canonical[1].1, &canonical[2].1, &canonical[3].1],
+    );
     let marker = Key::new(format!("cases/{case}/{INGESTED}"))?;
-    if store.exists(&marker)? {
-        let mut same = true;
-        for (k, bytes) in &canonical {
-            same &= store.get(k)?.as_deref() == Some(bytes.as_slice());
-        }
-        if same {
-            return Ok(Ingested::Ready {
-                case: case.to_string(),
-                infer_jobs: 0,
-            });
-        }
+    let record = digests.encode(case)?;
+    let done = || -> Result<bool, StageError> {
+        Ok(store.get(&marker)?.as_deref() == Some(record.as_slice()))
+    };
+    let ready = |infer_jobs| Ingested::Ready {
+        case: case.to_string(),
+        infer_jobs,
+    };
+    if done()? {
+        return Ok(ready(0));
+    }
+    let claim = Key::new(format!("cases/{case}/claims/{}.json", digests.inputs))?;
+    if let Some(by) = claimed_by_another(store, &claim, trigger)? {
+        return Ok(Ingested::Claimed {
+            case: case.to_string(),
+            by,
+        });
+    }
+    // the claimant before us may have finished (marker, then claim deleted) just now
+    if done()? {
+        store.delete(&claim)?;
+        return Ok(ready(0));
     }
     if let Err(why) = validate(&keys, &bodies, &settings.read) {
-        return reject(store, case, why);
+        let verdict = reject(store, case, why)?;
+        store.delete(&claim)?;
+        return Ok(verdict);
     }
     drop(bodies);
     for (k, bytes) in &canonical {
@@ -316,13 +350,24 @@ fn ingest_case(
     // a full-size CT's files are hundreds of MB: not held while preprocessing
     drop(canonical);
     store.delete(&error_key(case)?)?;
-    let models = registered_models(store)?;
+    let role = role_of(CaseRoles::read(store)?.as_ref(), case)?;
+    let models = if settings.infer_sets.contains(role) {
+        registered_models(store)?
+    } else {
+        tracing::info!(
+            case,
+            role = role.name(),
+            "not inferred: not in STATAPP_INFER_SETS"
+        );
+        Vec::new()
+    };
     for (model, plan) in preprocess_once(store, case, &models)? {
         let job = Job::Infer(InferJob::new(case, &model, plan));
         infer.send(&job.to_json())?;
     }
     // written last: a crash before it makes a redelivery do everything again
-    store.put(&marker, b"{}\n")?;
+    store.put(&marker, &record)?;
+    store.delete(&claim)?;
     tracing::info!(case, models = models.len(), "case ready");
     Ok(Ingested::Ready {
         case: case.to_string(),
@@ -330,20 +375,53 @@ fn ingest_case(
     })
 }
 
-/// A new model predicts every case already ingested.
+/// One fan-out per case: of the events that find the same complete inputs at once, the one
+/// whose key creates the claim (`cases/<case>/claims/<inputs>.json`) first ingests them, and a
+/// redelivery of that event (its invocation died) finds its own claim and goes on. The others
+/// are done: the claimant's message stays queued until the case is ingested, then the claim is
+/// deleted. Returns the claimant when it is another event.
+fn claimed_by_another(
+    store: &dyn ObjectStore,
+    claim: &Key,
+    trigger: &Key,
+) -> Result<Option<String>, StageError> {
+    let mine = Claim {
+        key: trigger.to_string(),
+    };
+    let bytes = serde_json::to_vec(&mine).map_err(StageError::json(claim))?;
+    if store.put_if_absent(claim, &bytes)? {
+        return Ok(None);
+    }
+    let Some(held) = store.get(claim)? else {
+        // the claimant finished since: claim again (the marker check after it says done)
+        return Ok((!store.put_if_absent(claim, &bytes)?)
+            .then(|| "an event that claimed it just now".to_string()));
+    };
+    let held: Claim = serde_json::from_slice(&held).map_err(StageError::json(claim))?;
+    Ok((held.key != mine.key).then_some(held.key))
+}
+
+/// Who claimed a case's inputs: the key whose event did.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Claim {
+    key: String,
+}
+
+/// A new model predicts every case already ingested whose role is inferred.
 fn schedule_model(
     model: &str,
     store: &dyn ObjectStore,
     infer: &dyn JobQueue,
+    sets: &RoleSet,
 ) -> Result<Ingested, StageError> {
-    let cases: Vec<String> = store
-        .list("cases/")?
-        .iter()
-        .filter_map(|k| {
-            let s: Vec<&str> = k.segments().collect();
-            (s.len() == 3 && s[2] == "image.nii.gz").then(|| s[1].to_string())
-        })
-        .collect();
+    let roles = CaseRoles::read(store)?;
+    let mut cases = Vec::new();
+    for k in store.list("cases/")? {
+        let s: Vec<&str> = k.segments().collect();
+        if s.len() == 3 && s[2] == "image.nii.gz" && sets.contains(role_of(roles.as_ref(), s[1])?) {
+            cases.push(s[1].to_string());
+        }
+    }
     // the model's plan may be new: its infer jobs preprocess the cases they need
     let plan = match preprocessed::model_plan(store, model) {
         Ok(p) => Some(p.digest),
@@ -414,7 +492,7 @@ pub fn sweep_incomplete(
     for prefix in &prefixes.cases {
         for k in store.list(prefix)? {
             if let Some(CasePath::File { case, role, group }) = prefixes.case_path(&k)
-                && valid_case_id(&case)
+                && valid_id(&case)
             {
                 cases.entry((case, group)).or_default().push((k, role));
             }
@@ -462,14 +540,16 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>, StageError> {
     Ok(enc.finish()?)
 }
 
-/// Model ids with a `models/<id>/model.json`.
+/// Model ids with a `models/<id>/model.json` whose id is accepted ([`check_model_id`]; a
+/// refused one has its `errors/` entry and is no member of any ensemble).
 pub fn registered_models(store: &dyn ObjectStore) -> Result<Vec<String>, StageError> {
     Ok(store
         .list("models/")?
         .iter()
         .filter_map(|k| {
             let s: Vec<&str> = k.segments().collect();
-            (s.len() == 3 && s[2] == "model.json").then(|| s[1].to_string())
+            (s.len() == 3 && s[2] == "model.json" && check_model_id(s[1]).is_ok())
+                .then(|| s[1].to_string())
         })
         .collect())
 }

@@ -3,6 +3,7 @@
 //! default, on a local S3/SQS server and in Lambda. Every handler is idempotent: its outputs are
 //! pure functions of its inputs, written whole, so a redelivered message leaves the same bytes.
 
+pub mod digests;
 pub mod dispatch;
 pub mod ensemble;
 #[cfg(feature = "infer")]
@@ -30,6 +31,9 @@ pub enum StageError {
     Event(#[from] statapp_pipeline::events::EventError),
     #[error(transparent)]
     Key(#[from] statapp_pipeline::KeyError),
+    /// `splits.json` does not say a case's role (a bucket-wide problem: fix the file, redrive).
+    #[error(transparent)]
+    Roles(#[from] statapp_pipeline::RolesError),
     /// The message is not a job this system writes.
     #[error("unreadable job message: {0}")]
     Job(#[from] statapp_pipeline::jobs::JobError),

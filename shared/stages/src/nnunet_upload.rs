@@ -6,7 +6,7 @@
 //! registers the model like a native one.
 
 use crate::StageError;
-use crate::ingest::{Ingested, Rejection, reject, valid_case_id};
+use crate::ingest::{Ingested, Rejection, refuse_model_id, reject};
 use statapp_nnunet::model_dir::{MODEL_JSON, encode_info};
 use statapp_nnunet::results::{Which, read_results_folder};
 use statapp_pipeline::{Key, ObjectStore};
@@ -14,16 +14,8 @@ use statapp_pipeline::{Key, ObjectStore};
 /// Handles an object of `models/<id>/<folder>/`.
 pub fn describe(id: &str, folder: &str, store: &dyn ObjectStore) -> Result<Ingested, StageError> {
     let name = format!("models/{id}");
-    if !valid_case_id(id) {
-        return reject(
-            store,
-            "invalid_model_id",
-            Rejection::new(
-                "InvalidModelId",
-                &name,
-                format!("{name}: model ids are letters, digits, `_`, `-` and `.`"),
-            ),
-        );
+    if let Some(refused) = refuse_model_id(store, id, &name)? {
+        return Ok(refused);
     }
     if store.exists(&Key::new(format!("{name}/{MODEL_JSON}"))?)? {
         return Ok(Ingested::Ignored {

@@ -9,7 +9,6 @@
 use crate::StageError;
 use ndarray::{Array3, s};
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 use statapp_nnunet::model_dir::{MODEL_JSON, ModelInfo, parse_info};
 use statapp_nnunet::plans_file::{Configuration, Plans};
 use statapp_nnunet::preprocess::{CaseProperties, preprocess_owned, transpose};
@@ -55,12 +54,7 @@ pub struct PreprocessedCase {
     pub image_sha256: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use crate::digests::sha256_hex as hex;
 
 /// The digest naming a plan configuration: 16 hex digits of sha256(plans.json, configuration).
 pub fn plan_digest(plans_bytes: &[u8], configuration: &str) -> String {

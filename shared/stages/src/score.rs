@@ -2,6 +2,7 @@
 //! `metrics/rows/<case>/<name>.csv`, and `metrics/combined.csv` rebuilt from every row.
 
 use crate::StageError;
+use crate::digests::{RowInputs, sha256_parts};
 use statapp_metrics::merge::{Table, parse_rows, render, upsert};
 use statapp_metrics::{CasePaths, RoiMode, score_files};
 use statapp_pipeline::jobs::{Job, MergeJob, MetricsJob};
@@ -20,21 +21,32 @@ pub fn handle_metrics(
     merge: &dyn JobQueue,
 ) -> Result<Key, StageError> {
     let scratch = tempfile::tempdir()?;
-    let fetch = |key: String, file: &str| -> Result<std::path::PathBuf, StageError> {
+    let get = |key: String| -> Result<Vec<u8>, StageError> {
         let key = Key::new(key)?;
-        let body = store.get(&key)?.ok_or_else(|| StageError::Missing {
+        store.get(&key)?.ok_or_else(|| StageError::Missing {
             key: key.to_string(),
-        })?;
+        })
+    };
+    let save = |body: &[u8], file: &str| -> Result<std::path::PathBuf, StageError> {
         let path = scratch.path().join(file);
         std::fs::write(&path, body)?;
         Ok(path)
     };
+    let fetch = |key: String, file: &str| save(&get(key)?, file);
     let case = &job.case;
+    // the digest of the very bytes scored: recorded beside the row
+    let bodies = [1, 2, 3].map(|k| get(format!("cases/{case}/annotation_{k}.nii.gz")));
+    let [a1, a2, a3] = bodies;
+    let (a1, a2, a3) = (a1?, a2?, a3?);
+    let inputs = RowInputs {
+        annotations: sha256_parts(&[&a1, &a2, &a3]),
+    };
     let annotations = [
-        fetch(format!("cases/{case}/annotation_1.nii.gz"), "a1.nii.gz")?,
-        fetch(format!("cases/{case}/annotation_2.nii.gz"), "a2.nii.gz")?,
-        fetch(format!("cases/{case}/annotation_3.nii.gz"), "a3.nii.gz")?,
+        save(&a1, "a1.nii.gz")?,
+        save(&a2, "a2.nii.gz")?,
+        save(&a3, "a3.nii.gz")?,
     ];
+    drop((a1, a2, a3));
     let source = job.source.trim_end_matches('/');
     let probabilities = [
         fetch(
@@ -67,6 +79,7 @@ pub fn handle_metrics(
     upsert(&mut table, vec![metrics.csv_row(case, &job.name)]);
     let key = Key::new(format!("{ROWS}{case}/{}.csv", job.name))?;
     store.put(&key, render(&table).as_bytes())?;
+    inputs.write(store, case, &job.name)?;
     merge.send(&Job::Merge(MergeJob {}).to_json())?;
     tracing::info!(case = %case, model = %job.name, "metrics row written");
     Ok(key)

@@ -7,7 +7,9 @@ use statapp_metrics::{CasePaths, RoiMode, score_files};
 use statapp_pipeline::jobs::{Job, MetricsJob};
 use statapp_pipeline::queue::{Clock, ManualClock};
 use statapp_pipeline::{DirStore, JobQueue, Key, MemQueue, ObjectStore};
-use statapp_stages::ingest::{IngestSettings, Ingested, handle_event};
+use statapp_stages::ingest::{
+    IngestSettings, Ingested, handle_event, handle_object, registered_models,
+};
 use statapp_stages::score::{COMBINED, handle_merge, handle_metrics};
 use statapp_volume::{Volume, WriteOptions, encode_nifti};
 use std::collections::BTreeMap;
@@ -213,6 +215,190 @@ fn poison_uploads_explain_themselves_once() {
     pump(&e);
     assert!(!e.store.exists(&key("errors/case_bad.json")).unwrap());
     assert!(e.store.exists(&key("cases/case_bad/image.nii.gz")).unwrap());
+}
+
+/// The cases of the infer jobs queued so far (drained).
+fn inferred_cases(e: &Env) -> Vec<String> {
+    let mut cases: Vec<String> = e
+        .infer
+        .receive(100, VIS)
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            e.infer.delete(&d.receipt).unwrap();
+            match Job::from_json(&d.body).unwrap() {
+                Job::Infer(j) => j.case,
+                other => panic!("not an infer job: {other:?}"),
+            }
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
+fn register(e: &Env, model: &str, settings: &IngestSettings) -> Ingested {
+    let k = key(&format!("models/{model}/model.json"));
+    e.store.put(&k, b"{}").unwrap();
+    handle_object(&k, &e.store, e.infer.as_ref(), settings).unwrap()
+}
+
+#[test]
+fn splits_json_decides_which_cases_are_inferred() {
+    let e = env();
+    let settings = IngestSettings::default();
+    register(&e, "anno1_init1_foldall", &settings);
+    let splits = br#"{"train": ["case_t"], "validation": ["case_v"]}"#;
+    e.store.put(&key("splits.json"), splits).unwrap();
+    for (i, case) in ["case_t", "case_v", "case_x"].iter().enumerate() {
+        upload(&e, case, 10 + i as u64);
+    }
+    pump(&e);
+    // every case is ingested (training reads them), only the test case is inferred
+    for case in ["case_t", "case_v", "case_x"] {
+        let marker = key(&format!("cases/{case}/ingested.json"));
+        assert!(e.store.exists(&marker).unwrap(), "{case}");
+    }
+    assert_eq!(inferred_cases(&e), ["case_x"]);
+    // a model registered later predicts the test cases too, and nothing else
+    register(&e, "anno2_init1_foldall", &settings);
+    assert_eq!(inferred_cases(&e), ["case_x"]);
+    // configurable: validation and test
+    let wider = IngestSettings {
+        infer_sets: "validation,test".parse().unwrap(),
+        ..IngestSettings::default()
+    };
+    register(&e, "anno3_init1_foldall", &wider);
+    assert_eq!(inferred_cases(&e), ["case_v", "case_x"]);
+    // a splits.json that cannot say a role fails the message, naming the file
+    e.store
+        .put(
+            &key("splits.json"),
+            br#"{"train": ["case_x"], "test": ["case_x"]}"#,
+        )
+        .unwrap();
+    let k = key("models/anno1_init2_foldall/model.json");
+    e.store.put(&k, b"{}").unwrap();
+    let err = handle_object(&k, &e.store, e.infer.as_ref(), &settings).unwrap_err();
+    assert!(
+        err.to_string().contains("splits.json lists case case_x"),
+        "{err}"
+    );
+}
+
+#[test]
+fn concurrent_events_of_a_complete_case_queue_its_jobs_once() {
+    let e = env();
+    let settings = IngestSettings::default();
+    register(&e, "anno1_init1_foldall", &settings);
+    register(&e, "anno2_init1_foldall", &settings);
+    upload(&e, "case_c", 30);
+    // the four files' events, handled at once by four invocations
+    let events = e.ingest.receive(100, VIS).unwrap();
+    assert_eq!(events.len(), 4);
+    let barrier = std::sync::Barrier::new(events.len());
+    let results: Vec<Ingested> = std::thread::scope(|s| {
+        let handles: Vec<_> = events
+            .iter()
+            .map(|d| {
+                s.spawn(|| {
+                    barrier.wait();
+                    handle_event(&d.body, &e.store, e.infer.as_ref(), &settings).unwrap()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let fanned = results
+        .iter()
+        .filter(|r| matches!(r, Ingested::Ready { infer_jobs: 2, .. }))
+        .count();
+    assert_eq!(fanned, 1, "{results:?}");
+    assert_eq!(inferred_cases(&e), ["case_c", "case_c"]);
+    // the claim is gone once the case is ingested
+    assert!(e.store.list("cases/case_c/claims/").unwrap().is_empty());
+    // the claimant died before its marker: another file's event leaves the case to it, and its
+    // own event, delivered again, ingests the case
+    let marker = key("cases/case_c/ingested.json");
+    let digests: serde_json::Value =
+        serde_json::from_slice(&e.store.get(&marker).unwrap().unwrap()).unwrap();
+    let claim = key(&format!(
+        "cases/case_c/claims/{}.json",
+        digests["inputs"].as_str().unwrap()
+    ));
+    let claimant = key("incoming/case_c/annotation_3.nii.gz");
+    e.store
+        .put(&claim, format!(r#"{{"key":"{claimant}"}}"#).as_bytes())
+        .unwrap();
+    e.store.delete(&marker).unwrap();
+    let other = key("incoming/case_c/image.nii.gz");
+    let got = handle_object(&other, &e.store, e.infer.as_ref(), &settings).unwrap();
+    assert_eq!(
+        got,
+        Ingested::Claimed {
+            case: "case_c".into(),
+            by: claimant.to_string()
+        }
+    );
+    assert!(inferred_cases(&e).is_empty());
+    let got = handle_object(&claimant, &e.store, e.infer.as_ref(), &settings).unwrap();
+    assert!(
+        matches!(got, Ingested::Ready { infer_jobs: 2, .. }),
+        "{got:?}"
+    );
+    assert_eq!(inferred_cases(&e), ["case_c", "case_c"]);
+}
+
+#[test]
+fn colliding_or_malformed_model_ids_write_nothing_but_their_error() {
+    let e = env();
+    upload(&e, "case_x", 20);
+    pump(&e);
+    let before = snapshot(&e.store);
+    let settings = IngestSettings::default();
+    for (model, kind) in [
+        ("ensemble_all", "ReservedModelId"),
+        ("anno1_init112233", "MalformedModelId"),
+    ] {
+        let got = register(&e, model, &settings);
+        assert_eq!(
+            got,
+            Ingested::Rejected {
+                case: format!("models/{model}"),
+                kind: kind.to_string()
+            }
+        );
+        let entry = e
+            .store
+            .get(&key(&format!("errors/models/{model}.json")))
+            .unwrap()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&entry).unwrap();
+        assert_eq!(doc["kind"], kind, "{doc}");
+        assert!(doc["message"].as_str().unwrap().contains(model), "{doc}");
+    }
+    // an nnU-Net folder under a refused id is not described either
+    let pth = key("models/ensemble_anno1/Trainer__Plans__3d_fullres/plans.json");
+    e.store.put(&pth, b"{}").unwrap();
+    let got = handle_object(&pth, &e.store, e.infer.as_ref(), &settings).unwrap();
+    assert!(matches!(got, Ingested::Rejected { .. }), "{got:?}");
+    assert!(inferred_cases(&e).is_empty());
+    assert!(registered_models(&e.store).unwrap().is_empty());
+    let after = snapshot(&e.store);
+    let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    assert_eq!(
+        added,
+        [
+            "errors/models/anno1_init112233.json",
+            "errors/models/ensemble_all.json",
+            "errors/models/ensemble_anno1.json",
+            "models/anno1_init112233/model.json",
+            "models/ensemble_all/model.json",
+            "models/ensemble_anno1/Trainer__Plans__3d_fullres/plans.json",
+        ]
+    );
 }
 
 #[test]
