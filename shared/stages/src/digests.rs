@@ -27,6 +27,11 @@ pub fn sha256_parts(parts: &[&[u8]]) -> String {
     hex(&h.finalize())
 }
 
+/// [`CaseDigests::annotations`] of the three annotation files' bytes, in order.
+pub fn annotations_digest(annotations: [&[u8]; 3]) -> String {
+    sha256_parts(&annotations)
+}
+
 /// The digests of a case's canonical files, as `cases/<case>/ingested.json` records them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CaseDigests {
@@ -42,7 +47,7 @@ impl CaseDigests {
     /// Of the canonical `image` and `annotations` bytes.
     pub fn of(image: &[u8], annotations: [&[u8]; 3]) -> Self {
         let image = sha256_hex(image);
-        let annotations = sha256_parts(&annotations);
+        let annotations = annotations_digest(annotations);
         Self {
             inputs: sha256_parts(&[image.as_bytes(), annotations.as_bytes()]),
             image,

@@ -2,7 +2,7 @@
 //! `metrics/rows/<case>/<name>.csv`, and `metrics/combined.csv` rebuilt from every row.
 
 use crate::StageError;
-use crate::digests::{RowInputs, sha256_parts};
+use crate::digests::{RowInputs, annotations_digest};
 use statapp_metrics::merge::{Table, parse_rows, render, upsert};
 use statapp_metrics::{CasePaths, RoiMode, score_files};
 use statapp_pipeline::jobs::{Job, MergeJob, MetricsJob};
@@ -35,11 +35,10 @@ pub fn handle_metrics(
     let fetch = |key: String, file: &str| save(&get(key)?, file);
     let case = &job.case;
     // the digest of the very bytes scored: recorded beside the row
-    let bodies = [1, 2, 3].map(|k| get(format!("cases/{case}/annotation_{k}.nii.gz")));
-    let [a1, a2, a3] = bodies;
+    let [a1, a2, a3] = [1, 2, 3].map(|k| get(format!("cases/{case}/annotation_{k}.nii.gz")));
     let (a1, a2, a3) = (a1?, a2?, a3?);
     let inputs = RowInputs {
-        annotations: sha256_parts(&[&a1, &a2, &a3]),
+        annotations: annotations_digest([&a1, &a2, &a3]),
     };
     let annotations = [
         save(&a1, "a1.nii.gz")?,
