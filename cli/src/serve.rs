@@ -173,19 +173,8 @@ pub struct QueueTrainingArgs {
     annotators: Vec<u8>,
     #[arg(long, value_delimiter = ',', default_value = "112233,445566,778899")]
     seeds: Vec<u64>,
-    #[arg(long, default_value = "all")]
-    fold: String,
-    /// `3d_cpu` for the CPU worker; `3d_fullres` is the GPU trainer's.
-    #[arg(long, default_value = "3d_cpu")]
-    configuration: String,
-    #[arg(long, default_value_t = 300)]
-    epochs: usize,
-    #[arg(long, default_value_t = 250)]
-    iterations: usize,
-    #[arg(long, default_value_t = 50)]
-    val_iterations: usize,
-    #[arg(long, default_value_t = 20)]
-    patience: usize,
+    #[command(flatten)]
+    schedule: crate::train::Schedule,
 }
 
 /// `statapp queue-training`: one `TrainJob` per annotator and seed into the bucket's train
@@ -198,14 +187,14 @@ pub fn queue_training(args: QueueTrainingArgs) -> Result<()> {
             let job = TrainJob {
                 annotator,
                 seed,
-                fold: args.fold.clone(),
-                configuration: args.configuration.clone(),
+                fold: args.schedule.fold.clone(),
+                configuration: args.schedule.configuration.clone(),
                 data: args.data.replace("{annotator}", &annotator.to_string()),
                 models: "models".into(),
-                epochs: args.epochs,
-                iterations: args.iterations,
-                val_iterations: args.val_iterations,
-                patience: args.patience,
+                epochs: args.schedule.epochs,
+                iterations: args.schedule.iterations,
+                val_iterations: args.schedule.val_iterations,
+                patience: args.schedule.patience,
             };
             queue.send(&Job::Train(job).to_json())?;
             n += 1;

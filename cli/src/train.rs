@@ -18,24 +18,8 @@ pub struct Args {
     /// Seed of the weights, patch sampling and augmentation (the original's: 112233, 445566, 778899).
     #[arg(long, default_value_t = 112233)]
     seed: u64,
-    /// Cross-validation fold 0..4 (nnU-Net's splits_final.json) or `all`.
-    #[arg(long, default_value = "all")]
-    fold: String,
-    /// Plan configuration: 3d_cpu (small, for CPUs) or 3d_fullres.
-    #[arg(long, default_value = "3d_cpu")]
-    configuration: String,
-    /// Most epochs (the original: 300).
-    #[arg(long, default_value_t = 300)]
-    epochs: usize,
-    /// Training iterations per epoch (nnU-Net: 250).
-    #[arg(long, default_value_t = 250)]
-    iterations: usize,
-    /// Validation batches per epoch (nnU-Net: 50).
-    #[arg(long, default_value_t = 50)]
-    val_iterations: usize,
-    /// Epochs without a better EMA pseudo-Dice before stopping (the original: 20).
-    #[arg(long, default_value_t = 20)]
-    patience: usize,
+    #[command(flatten)]
+    schedule: Schedule,
     /// Initial learning rate (nnU-Net: 0.01).
     #[arg(long, default_value_t = 0.01)]
     lr: f64,
@@ -48,16 +32,40 @@ pub struct Args {
     no_augment: bool,
 }
 
+/// What a model is trained on and for how long: shared by `train` and `queue-training`.
+#[derive(Debug, clap::Args)]
+pub struct Schedule {
+    /// Cross-validation fold 0..4 (nnU-Net's splits_final.json) or `all`.
+    #[arg(long, default_value = "all")]
+    pub fold: String,
+    /// Plan configuration: 3d_cpu (small, for CPUs and the local worker) or 3d_fullres (the GPU
+    /// trainer's).
+    #[arg(long, default_value = "3d_cpu")]
+    pub configuration: String,
+    /// Most epochs (the original: 300).
+    #[arg(long, default_value_t = 300)]
+    pub epochs: usize,
+    /// Training iterations per epoch (nnU-Net: 250).
+    #[arg(long, default_value_t = 250)]
+    pub iterations: usize,
+    /// Validation batches per epoch (nnU-Net: 50).
+    #[arg(long, default_value_t = 50)]
+    pub val_iterations: usize,
+    /// Epochs without a better EMA pseudo-Dice before stopping (the original: 20).
+    #[arg(long, default_value_t = 20)]
+    pub patience: usize,
+}
+
 pub fn run(args: Args) -> Result<()> {
     let settings = TrainSettings {
-        configuration: args.configuration,
+        configuration: args.schedule.configuration,
         annotator: args.annotator,
         seed: args.seed,
-        fold: args.fold,
-        max_epochs: args.epochs,
-        iterations: args.iterations,
-        val_iterations: args.val_iterations,
-        patience: args.patience,
+        fold: args.schedule.fold,
+        max_epochs: args.schedule.epochs,
+        iterations: args.schedule.iterations,
+        val_iterations: args.schedule.val_iterations,
+        patience: args.schedule.patience,
         initial_lr: args.lr,
         augment: !args.no_augment,
         final_validation: !args.no_final_validation,

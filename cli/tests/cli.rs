@@ -1,7 +1,10 @@
 //! The `statapp` binary as a user runs it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{copy_tree, fixtures, text};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn statapp(args: &[&str]) -> Output {
@@ -9,14 +12,6 @@ fn statapp(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("statapp runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -579,24 +574,6 @@ fn serve_picks_up_files_copied_while_it_runs() {
     assert!(ingested.exists(), "the valid case was not ingested");
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&error).unwrap()).unwrap();
     assert_eq!(doc["kind"], "InvalidLabel");
-}
-
-/// Copies every file under `from` to `to`, keeping the folders.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_tree(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
 #[test]

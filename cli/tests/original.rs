@@ -3,32 +3,18 @@
 //! tools/test.sh): `setup`, `upload-model-artifacts`, `upload-data`, `run`, `compute-metrics`,
 //! `dl-metrics`, `status` and `empty-data`, with only the original's variable names.
 
+mod common;
+
+use common::{copy_tree, fixtures, text};
 use statapp_aws::{Aws, AwsConfig, S3Store, SqsQueue};
 use statapp_pipeline::{JobQueue, Key, ObjectStore};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 fn endpoint() -> String {
     std::env::var("STATAPP_TEST_ENDPOINT")
         .expect("STATAPP_TEST_ENDPOINT is not set: run the suite with tools/test.sh")
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_tree(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
 }
 
 /// A working directory with the original's `.env` (METRICS.md §15) pointing at moto.
@@ -55,6 +41,18 @@ impl Work {
             queue_prefix: bucket.clone(),
             bucket,
         }
+    }
+
+    /// `statapp run --until-idle` with failed messages back after 1 s.
+    fn run_until_idle(&self) -> String {
+        self.run(&[
+            "run",
+            "--until-idle",
+            "--visibility-seconds",
+            "1",
+            "--timeout-seconds",
+            "600",
+        ])
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -120,14 +118,6 @@ impl Work {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn rows(csv: &Path) -> Vec<String> {
     std::fs::read_to_string(csv)
         .unwrap()
@@ -186,14 +176,7 @@ fn the_originals_env_and_commands_run_the_pipeline_on_moto() {
     );
     // a message no handler can read: dead-lettered after one receive
     ingest.send("this is not an S3 event").unwrap();
-    w.run(&[
-        "run",
-        "--until-idle",
-        "--visibility-seconds",
-        "1",
-        "--timeout-seconds",
-        "600",
-    ]);
+    w.run_until_idle();
     w.run(&["dl-metrics"]);
     let csv = w.dir.path().join("metrics.csv");
     let first = rows(&csv);
@@ -225,14 +208,7 @@ fn the_originals_env_and_commands_run_the_pipeline_on_moto() {
     );
     let unknown = w.command(&["compute-metrics", "999"]).output().unwrap();
     assert!(!unknown.status.success() && text(&unknown).contains("999"));
-    w.run(&[
-        "run",
-        "--until-idle",
-        "--visibility-seconds",
-        "1",
-        "--timeout-seconds",
-        "600",
-    ]);
+    w.run_until_idle();
     w.run(&["dl-metrics", "-o", "again.csv"]);
     assert_eq!(rows(&w.dir.path().join("again.csv")), first);
 
