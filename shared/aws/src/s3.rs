@@ -1,7 +1,7 @@
 //! `ObjectStore` on S3. Objects are always whole: a body above the multipart threshold goes up in
 //! parts and only becomes visible when the upload completes (an interrupted upload is aborted, or
-//! left for the bucket's abort-incomplete-uploads rule if the process died); `put_if_absent` is
-//! S3's conditional write (`If-None-Match: *`).
+//! left for the bucket's abort-incomplete-uploads rule if the process died); `put_if_absent` and
+//! `put_if_version` are S3's conditional writes (`If-None-Match: *`, `If-Match: <etag>`).
 
 use crate::{Aws, describe};
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
@@ -38,7 +38,30 @@ fn io_err(key: &str, detail: impl Into<String>) -> StoreError {
 /// The outcome of a conditional write.
 enum Written {
     Yes,
-    AlreadyThere,
+    /// The precondition failed: another object is there (or, for `If-Match`, none is).
+    Refused,
+}
+
+/// When a write may happen.
+#[derive(Clone, Copy)]
+enum Condition<'a> {
+    Always,
+    /// `If-None-Match: *`
+    Absent,
+    /// `If-Match: <etag>`
+    Matches(&'a str),
+}
+
+impl Condition<'_> {
+    /// Whether the error response is this condition's refusal (412; 404 for `If-Match` on an
+    /// object deleted meanwhile).
+    fn refused(self, raw: Option<&aws_sdk_s3::config::http::HttpResponse>) -> bool {
+        match self {
+            Condition::Always => false,
+            Condition::Absent => precondition_failed(raw),
+            Condition::Matches(_) => precondition_failed(raw) || not_found(raw),
+        }
+    }
 }
 
 impl S3Store {
@@ -62,9 +85,14 @@ impl S3Store {
         &self.bucket
     }
 
-    async fn write(&self, key: &Key, body: &[u8], if_absent: bool) -> Result<Written, StoreError> {
+    async fn write(
+        &self,
+        key: &Key,
+        body: &[u8],
+        when: Condition<'_>,
+    ) -> Result<Written, StoreError> {
         if body.len() > self.multipart_threshold {
-            return self.write_multipart(key, body, if_absent).await;
+            return self.write_multipart(key, body, when).await;
         }
         let mut req = self
             .aws
@@ -73,14 +101,14 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .body(ByteStream::from(body.to_vec()));
-        if if_absent {
-            req = req.if_none_match("*");
+        match when {
+            Condition::Always => {}
+            Condition::Absent => req = req.if_none_match("*"),
+            Condition::Matches(etag) => req = req.if_match(etag),
         }
         match req.send().await {
             Ok(_) => Ok(Written::Yes),
-            Err(e) if if_absent && precondition_failed(e.raw_response()) => {
-                Ok(Written::AlreadyThere)
-            }
+            Err(e) if when.refused(e.raw_response()) => Ok(Written::Refused),
             Err(e) => Err(io_err(key.as_str(), describe(e))),
         }
     }
@@ -89,7 +117,7 @@ impl S3Store {
         &self,
         key: &Key,
         body: &[u8],
-        if_absent: bool,
+        when: Condition<'_>,
     ) -> Result<Written, StoreError> {
         let s3 = &self.aws.s3;
         let created = s3
@@ -103,7 +131,7 @@ impl S3Store {
             .upload_id()
             .ok_or_else(|| io_err(key.as_str(), "multipart upload without an id"))?
             .to_string();
-        let result = self.upload_parts(key, body, &upload_id, if_absent).await;
+        let result = self.upload_parts(key, body, &upload_id, when).await;
         if !matches!(result, Ok(Written::Yes)) {
             // nothing becomes visible; free the parts already stored
             if let Err(e) = s3
@@ -125,7 +153,7 @@ impl S3Store {
         key: &Key,
         body: &[u8],
         upload_id: &str,
-        if_absent: bool,
+        when: Condition<'_>,
     ) -> Result<Written, StoreError> {
         let s3 = &self.aws.s3;
         let mut parts = Vec::new();
@@ -159,14 +187,36 @@ impl S3Store {
                     .set_parts(Some(parts))
                     .build(),
             );
-        if if_absent {
-            req = req.if_none_match("*");
+        match when {
+            Condition::Always => {}
+            Condition::Absent => req = req.if_none_match("*"),
+            Condition::Matches(etag) => req = req.if_match(etag),
         }
         match req.send().await {
             Ok(_) => Ok(Written::Yes),
-            Err(e) if if_absent && precondition_failed(e.raw_response()) => {
-                Ok(Written::AlreadyThere)
-            }
+            Err(e) if when.refused(e.raw_response()) => Ok(Written::Refused),
+            Err(e) => Err(io_err(key.as_str(), describe(e))),
+        }
+    }
+}
+
+impl S3Store {
+    /// GetObject; `None` for a missing key.
+    async fn get_object(
+        &self,
+        key: &Key,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>, StoreError> {
+        match self
+            .aws
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if not_found(e.raw_response()) => Ok(None),
             Err(e) => Err(io_err(key.as_str(), describe(e))),
         }
     }
@@ -183,18 +233,8 @@ fn not_found(raw: Option<&aws_sdk_s3::config::http::HttpResponse>) -> bool {
 impl ObjectStore for S3Store {
     fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
         self.aws.block_on(async {
-            let resp = match self
-                .aws
-                .s3
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key.as_str())
-                .send()
-                .await
-            {
-                Ok(r) => r,
-                Err(e) if not_found(e.raw_response()) => return Ok(None),
-                Err(e) => return Err(io_err(key.as_str(), describe(e))),
+            let Some(resp) = self.get_object(key).await? else {
+                return Ok(None);
             };
             let body = resp
                 .body
@@ -206,12 +246,44 @@ impl ObjectStore for S3Store {
     }
 
     fn put(&self, key: &Key, body: &[u8]) -> Result<(), StoreError> {
-        self.aws.block_on(self.write(key, body, false)).map(|_| ())
+        self.aws
+            .block_on(self.write(key, body, Condition::Always))
+            .map(|_| ())
     }
 
     fn put_if_absent(&self, key: &Key, body: &[u8]) -> Result<bool, StoreError> {
         self.aws
-            .block_on(self.write(key, body, true))
+            .block_on(self.write(key, body, Condition::Absent))
+            .map(|w| matches!(w, Written::Yes))
+    }
+
+    fn get_versioned(&self, key: &Key) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        self.aws.block_on(async {
+            let Some(resp) = self.get_object(key).await? else {
+                return Ok(None);
+            };
+            let etag = resp
+                .e_tag()
+                .ok_or_else(|| io_err(key.as_str(), "GetObject answered without an ETag"))?
+                .to_string();
+            let body = resp
+                .body
+                .collect()
+                .await
+                .map_err(|e| io_err(key.as_str(), format!("reading the body: {e}")))?;
+            Ok(Some((body.into_bytes().to_vec(), etag)))
+        })
+    }
+
+    fn put_if_version(
+        &self,
+        key: &Key,
+        body: &[u8],
+        version: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let when = version.map_or(Condition::Absent, Condition::Matches);
+        self.aws
+            .block_on(self.write(key, body, when))
             .map(|w| matches!(w, Written::Yes))
     }
 

@@ -26,6 +26,18 @@ pub trait ObjectStore: Send + Sync {
     /// Writes the object only if no object has the key (S3's `If-None-Match: *`); `false` when
     /// one was already there.
     fn put_if_absent(&self, key: &Key, body: &[u8]) -> Result<bool, StoreError>;
+    /// The object with its version (S3's ETag; the directory store's digest of the bytes), for a
+    /// later [`ObjectStore::put_if_version`].
+    fn get_versioned(&self, key: &Key) -> Result<Option<(Vec<u8>, String)>, StoreError>;
+    /// Writes the object only if it is still at `version` (`None`: only if there is none), S3's
+    /// `If-Match` / `If-None-Match: *`: a read-modify-write that cannot lose a concurrent one.
+    /// `false` when the object changed (or vanished) meanwhile; nothing is written then.
+    fn put_if_version(
+        &self,
+        key: &Key,
+        body: &[u8],
+        version: Option<&str>,
+    ) -> Result<bool, StoreError>;
     fn exists(&self, key: &Key) -> Result<bool, StoreError>;
     /// Keys under `prefix` (whole segments), sorted.
     fn list(&self, prefix: &str) -> Result<Vec<Key>, StoreError>;
@@ -150,6 +162,16 @@ impl DirStore {
         Ok(tmp)
     }
 
+    /// An exclusive lock on `key`'s lock file (released when dropped, or when the process dies).
+    fn lock(&self, key: &Key) -> Result<std::fs::File, StoreError> {
+        let dir = self.root.join(TMP_DIR).join("locks");
+        std::fs::create_dir_all(&dir).map_err(|e| io_err(key.as_str(), e))?;
+        let file = std::fs::File::create(dir.join(crate::digest(key.as_str().as_bytes())))
+            .map_err(|e| io_err(key.as_str(), e))?;
+        file.lock().map_err(|e| io_err(key.as_str(), e))?;
+        Ok(file)
+    }
+
     fn created(&self, key: &Key, body: &[u8]) -> Result<(), StoreError> {
         for (prefix, queue) in &self.notifications {
             if key.is_under(prefix) {
@@ -200,6 +222,35 @@ impl ObjectStore for DirStore {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(io_err(key.as_str(), e)),
         }
+    }
+
+    fn get_versioned(&self, key: &Key) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        Ok(self.get(key)?.map(|b| {
+            let v = crate::digest(&b);
+            (b, v)
+        }))
+    }
+
+    fn put_if_version(
+        &self,
+        key: &Key,
+        body: &[u8],
+        version: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let Some(version) = version else {
+            return self.put_if_absent(key, body);
+        };
+        // writers of one key take turns on its lock file; the check and the rename happen
+        // while it is held, so no other conditional write can come between them
+        let lock = self.lock(key)?;
+        let current = self.get(key)?.map(|b| crate::digest(&b));
+        if current.as_deref() != Some(version) {
+            return Ok(false);
+        }
+        let tmp = self.write_temp(key, body)?;
+        std::fs::rename(&tmp, self.path(key)).map_err(|e| io_err(key.as_str(), e))?;
+        drop(lock);
+        self.created(key, body).map(|()| true)
     }
 
     fn exists(&self, key: &Key) -> Result<bool, StoreError> {
@@ -296,6 +347,18 @@ mod tests {
             std::fs::read_dir(tmp.path().join(TMP_DIR)).unwrap().count(),
             0
         );
+        // a read-modify-write succeeds only on the version it read
+        assert!(
+            !s.put_if_version(&key("a/y/z"), b"5", Some("stale"))
+                .unwrap()
+        );
+        let (body, v) = s.get_versioned(&key("a/y/z")).unwrap().unwrap();
+        assert_eq!(body, b"3");
+        assert!(s.put_if_version(&key("a/y/z"), b"6", Some(&v)).unwrap());
+        assert!(!s.put_if_version(&key("a/y/z"), b"7", Some(&v)).unwrap());
+        assert!(!s.put_if_version(&key("a/y/z"), b"7", None).unwrap());
+        assert!(s.put_if_version(&key("new"), b"8", None).unwrap());
+        assert_eq!(s.get(&key("a/y/z")).unwrap().unwrap(), b"6");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::StageError;
 use crate::ensemble::handle_ensemble;
 use crate::ingest::{IngestSettings, SweepRequest, handle_event, sweep_incomplete};
-use crate::score::{handle_merge, handle_metrics};
+use crate::score::{MergeSettings, handle_merge, handle_metrics};
 use statapp_pipeline::events::parse_object_created;
 use statapp_pipeline::jobs::Job;
 use statapp_pipeline::{JobQueue, ObjectStore, Prefixes};
@@ -89,7 +89,10 @@ pub fn preprocess(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(
 pub fn aggregate(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(), StageError> {
     guarded("aggregate", body, || match job(body)? {
         Job::Ensemble(j) => handle_ensemble(&j, store, out.metrics).map(|_| ()),
-        Job::Merge(_) => handle_merge(store).map(|_| ()),
+        Job::Merge(_) => {
+            let settings = MergeSettings::from_env()?;
+            handle_merge(store, out.merge, &settings, std::time::SystemTime::now()).map(|_| ())
+        }
         other => Err(unexpected("aggregate", &other)),
     })
 }

@@ -1,5 +1,6 @@
 //! Metrics and merge: one CSV row per (case, model or ensemble) under
-//! `metrics/rows/<case>/<name>.csv`, and `metrics/combined.csv` rebuilt from every row.
+//! `metrics/rows/<case>/<name>.csv`, and `metrics/combined.csv`, into which merges fold the rows
+//! that changed.
 
 use crate::StageError;
 use crate::digests::{RowInputs, annotations_digest};
@@ -8,9 +9,12 @@ use statapp_metrics::{CasePaths, RoiMode, score_files};
 use statapp_pipeline::jobs::{Job, MergeJob, MetricsJob};
 use statapp_pipeline::{JobQueue, Key, ObjectStore};
 use std::path::Path;
+use std::time::Duration;
 
 pub const COMBINED: &str = "metrics/combined.csv";
 const ROWS: &str = "metrics/rows/";
+/// Change markers of rows not yet in the combined CSV (see [`pending_marker`]).
+pub const PENDING: &str = "metrics/pending/";
 const PROBABILITIES: [&str; 3] = ["prob_panc.nii.gz", "prob_kidn.nii.gz", "prob_livr.nii.gz"];
 
 /// Scores one prediction against `cases/<case>/annotation_{1,2,3}.nii.gz`, writes its row and
@@ -76,42 +80,194 @@ pub fn handle_metrics(
     )?;
     let mut table = Table::new();
     upsert(&mut table, vec![metrics.csv_row(case, &job.name)]);
-    let key = Key::new(format!("{ROWS}{case}/{}.csv", job.name))?;
-    store.put(&key, render(&table).as_bytes())?;
+    let key = put_row(store, case, &job.name, &render(&table))?;
     inputs.write(store, case, &job.name)?;
     merge.send(&Job::Merge(MergeJob {}).to_json())?;
     tracing::info!(case = %case, model = %job.name, "metrics row written");
     Ok(key)
 }
 
-/// Rebuilds `metrics/combined.csv` from every row file. Concurrent merges lose no row: after
-/// writing, the rows are listed again, and a merge that raced with a newer row merges again, so
-/// the last write is always one that saw every row. Returns the number of rows.
-pub fn handle_merge(store: &dyn ObjectStore) -> Result<usize, StageError> {
+/// Writes the row file of (`case`, `name`), then its change marker, so that the next merge folds
+/// it into the combined CSV. Returns the row's key.
+pub fn put_row(
+    store: &dyn ObjectStore,
+    case: &str,
+    name: &str,
+    csv: &str,
+) -> Result<Key, StageError> {
+    let key = Key::new(format!("{ROWS}{case}/{name}.csv"))?;
+    store.put(&key, csv.as_bytes())?;
+    store.put(&pending_marker(case, name, csv.as_bytes())?, b"")?;
+    Ok(key)
+}
+
+/// How merges coalesce (DESIGN.md §3): a merge commits the rows that changed once the oldest of
+/// them has waited `window`; until then it re-queues itself, so a burst of rows costs one rewrite
+/// of the combined CSV instead of one per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergeSettings {
+    pub window: Duration,
+}
+
+impl MergeSettings {
+    /// `STATAPP_MERGE_WINDOW_S` (default 0: commit at once, as the embedded runner, whose one
+    /// process already folds the queued merge requests into one, wants).
+    pub fn from_env() -> Result<Self, StageError> {
+        let secs: f64 = crate::env_var("STATAPP_MERGE_WINDOW_S")?.unwrap_or(0.0);
+        let window = Duration::try_from_secs_f64(secs).map_err(|e| StageError::Config {
+            name: "STATAPP_MERGE_WINDOW_S",
+            value: secs.to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(Self { window })
+    }
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merged {
+    /// No row changed since the last commit.
+    Nothing,
+    /// Rows are waiting for the coalescing window; a merge is queued for when it closes.
+    Deferred(Duration),
+    /// `metrics/combined.csv` holds `rows` rows, `applied` of them read in this merge.
+    Committed { rows: usize, applied: usize },
+}
+
+/// A row's change marker, `metrics/pending/<case>/<name>/<ms since the epoch>-<token>`: written
+/// after the row, deleted by the merge that listed it. One per write (the token), so a merge
+/// that read an older version of the row never deletes the marker of a newer one.
+fn pending_marker(case: &str, name: &str, row: &[u8]) -> Result<Key, StageError> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(Duration::ZERO, |d| d);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let unique = format!("{}:{}:{n}", now.as_nanos(), std::process::id());
+    let token = &crate::digests::sha256_parts(&[row, unique.as_bytes()])[..16];
+    Ok(Key::new(format!(
+        "{PENDING}{case}/{name}/{:013}-{token}",
+        now.as_millis()
+    ))?)
+}
+
+/// The row a marker stands for, and when it was written.
+fn marker_row(marker: &Key) -> Option<(String, String, Duration)> {
+    let rest = marker.as_str().strip_prefix(PENDING)?;
+    let mut parts = rest.split('/');
+    let (case, name, stamp) = (parts.next()?, parts.next()?, parts.next()?);
+    let ms: u64 = stamp.split('-').next()?.parse().ok()?;
+    Some((
+        case.to_string(),
+        name.to_string(),
+        Duration::from_millis(ms),
+    ))
+}
+
+/// Every row file under `metrics/rows/`.
+fn all_rows(store: &dyn ObjectStore) -> Result<Vec<Key>, StageError> {
+    Ok(store
+        .list(ROWS)?
+        .into_iter()
+        .filter(|k| k.as_str().ends_with(".csv"))
+        .collect())
+}
+
+/// Reads one row file into `table` (a vanished file removes its row).
+fn apply_row(
+    store: &dyn ObjectStore,
+    table: &mut Table,
+    case: &str,
+    name: &str,
+) -> Result<(), StageError> {
+    let key = Key::new(format!("{ROWS}{case}/{name}.csv"))?;
+    match store.get(&key)? {
+        Some(body) => upsert(
+            table,
+            parse_rows(Path::new(key.as_str()), &String::from_utf8_lossy(&body))?,
+        ),
+        None => {
+            table.remove(&(case.to_string(), name.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Folds the changed rows (their markers) into `metrics/combined.csv` with a conditional write
+/// on the version it read, so a concurrent merge is never overwritten: the loser starts again
+/// from the winner's file. Cost O(n + k log n) for n rows and k changes; a missing combined
+/// CSV is rebuilt from every row. `now` is the wall clock (markers carry their write time).
+pub fn handle_merge(
+    store: &dyn ObjectStore,
+    merge: &dyn JobQueue,
+    settings: &MergeSettings,
+    now: std::time::SystemTime,
+) -> Result<Merged, StageError> {
     let combined = Key::new(COMBINED)?;
-    let rows_now = || -> Result<Vec<Key>, StageError> {
-        Ok(store
-            .list(ROWS)?
-            .into_iter()
-            .filter(|k| k.as_str().ends_with(".csv"))
-            .collect())
-    };
-    let mut keys = rows_now()?;
+    let since_epoch = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(Duration::ZERO, |d| d);
     loop {
+        let markers = store.list(PENDING)?;
+        let changes: Vec<(String, String, Duration)> = markers
+            .iter()
+            .filter_map(|m| {
+                let row = marker_row(m);
+                if row.is_none() {
+                    tracing::warn!(key = %m, "not a row marker: deleted with the others");
+                }
+                row
+            })
+            .collect();
+        // a merge with nothing to do, or one that waits, never reads the combined CSV
+        let oldest = changes.iter().map(|c| c.2).min();
+        let wait = oldest.map(|t| {
+            settings
+                .window
+                .saturating_sub(since_epoch.saturating_sub(t))
+        });
+        if (oldest.is_none() || wait.is_some_and(|w| !w.is_zero())) && store.exists(&combined)? {
+            let Some(wait) = wait else {
+                return Ok(Merged::Nothing);
+            };
+            merge.send_delayed(&Job::Merge(MergeJob {}).to_json(), wait)?;
+            return Ok(Merged::Deferred(wait));
+        }
+        let current = store.get_versioned(&combined)?;
         let mut table = Table::new();
-        for k in &keys {
-            let Some(body) = store.get(k)? else { continue };
-            let text = String::from_utf8_lossy(&body);
-            upsert(&mut table, parse_rows(Path::new(k.as_str()), &text)?);
-        }
+        let (version, applied) = match current {
+            Some((body, version)) => {
+                upsert(
+                    &mut table,
+                    parse_rows(Path::new(COMBINED), &String::from_utf8_lossy(&body))?,
+                );
+                let rows: std::collections::BTreeSet<(&str, &str)> = changes
+                    .iter()
+                    .map(|(c, n, _)| (c.as_str(), n.as_str()))
+                    .collect();
+                for (case, name) in &rows {
+                    apply_row(store, &mut table, case, name)?;
+                }
+                (Some(version), rows.len())
+            }
+            None => {
+                let rows = all_rows(store)?;
+                for k in &rows {
+                    let Some(body) = store.get(k)? else { continue };
+                    let text = String::from_utf8_lossy(&body);
+                    upsert(&mut table, parse_rows(Path::new(k.as_str()), &text)?);
+                }
+                (None, rows.len())
+            }
+        };
         let out = render(&table);
-        if store.get(&combined)?.as_deref() != Some(out.as_bytes()) {
-            store.put(&combined, out.as_bytes())?;
+        if store.put_if_version(&combined, out.as_bytes(), version.as_deref())? {
+            store.delete_many(&markers)?;
+            return Ok(Merged::Committed {
+                rows: table.len(),
+                applied,
+            });
         }
-        let again = rows_now()?;
-        if again == keys {
-            return Ok(table.len());
-        }
-        keys = again;
+        tracing::info!("combined CSV changed during the merge; merging again");
     }
 }

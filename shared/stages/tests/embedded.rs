@@ -10,7 +10,9 @@ use statapp_pipeline::{DirStore, JobQueue, Key, MemQueue, ObjectStore};
 use statapp_stages::ingest::{
     IngestSettings, Ingested, handle_event, handle_object, registered_models,
 };
-use statapp_stages::score::{COMBINED, handle_merge, handle_metrics};
+use statapp_stages::score::{
+    COMBINED, MergeSettings, Merged, PENDING, handle_merge, handle_metrics, put_row,
+};
 use statapp_volume::{Volume, WriteOptions, encode_nifti};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -467,7 +469,13 @@ fn metric_rows_equal_a_direct_run_and_merges_lose_nothing() {
     let row_text = String::from_utf8(e.store.get(&row_key).unwrap().unwrap()).unwrap();
     let expected = direct.csv_row("case_m", "m1").join(",");
     assert_eq!(row_text.lines().nth(1).unwrap(), expected);
-    assert_eq!(handle_merge(&e.store).unwrap(), 1);
+    assert_eq!(
+        merge(&e.store),
+        Merged::Committed {
+            rows: 1,
+            applied: 1
+        }
+    );
 
     // many rows arriving at once, each followed by its own merge, in parallel
     let template = row_text.clone();
@@ -478,24 +486,193 @@ fn metric_rows_equal_a_direct_run_and_merges_lose_nothing() {
             s.spawn(move || {
                 let name = format!("model_{t}");
                 let text = template.replace(",m1,", &format!(",{name},"));
-                store
-                    .put(
-                        &key(&format!("metrics/rows/case_m/{name}.csv")),
-                        text.as_bytes(),
-                    )
-                    .unwrap();
-                handle_merge(store).unwrap();
+                put_row(store, "case_m", &name, &text).unwrap();
+                merge(store);
             });
         }
     });
     let combined = String::from_utf8(e.store.get(&key(COMBINED)).unwrap().unwrap()).unwrap();
     assert_eq!(combined.lines().count(), 1 + 9, "{combined}");
-    let again = handle_merge(&e.store).unwrap();
-    assert_eq!(again, 9);
+    assert!(e.store.list(PENDING).unwrap().is_empty());
+    assert_eq!(merge(&e.store), Merged::Nothing);
+    // without the combined CSV, a merge rebuilds it from every row: the same bytes
+    e.store.delete(&key(COMBINED)).unwrap();
+    assert_eq!(
+        merge(&e.store),
+        Merged::Committed {
+            rows: 9,
+            applied: 9
+        }
+    );
     assert_eq!(
         String::from_utf8(e.store.get(&key(COMBINED)).unwrap().unwrap()).unwrap(),
         combined,
-        "a repeated merge gives the same bytes"
+        "a rebuild gives the same bytes"
     );
-    let _ = Job::Merge(statapp_pipeline::MergeJob {});
+}
+
+/// A merge with a window of 0 and a queue nobody reads (it never defers).
+fn merge(store: &dyn ObjectStore) -> Merged {
+    let q = MemQueue::new("merge", Arc::new(statapp_pipeline::queue::SystemClock));
+    let settings = MergeSettings {
+        window: Duration::ZERO,
+    };
+    handle_merge(store, &q, &settings, std::time::SystemTime::now()).unwrap()
+}
+
+/// A row of `metrics/combined.csv`'s shape whose every metric is `value`.
+fn metric_row(case: &str, name: &str, value: &str) -> String {
+    let header = statapp_metrics::csv_header();
+    let mut fields = vec![case.to_string(), name.to_string()];
+    fields.resize(header.len(), value.to_string());
+    format!("{}\n{}\n", header.join(","), fields.join(","))
+}
+
+/// Wraps a store and holds the first reader of one key until released: a merge stopped between
+/// reading a row and committing.
+struct Paused<'a> {
+    inner: &'a DirStore,
+    key: String,
+    reached: std::sync::mpsc::SyncSender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl ObjectStore for Paused<'_> {
+    fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, statapp_pipeline::StoreError> {
+        let body = self.inner.get(key)?;
+        if key.as_str() == self.key && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.reached.send(()).unwrap();
+            self.release.lock().unwrap().recv().unwrap();
+        }
+        Ok(body)
+    }
+    fn put(&self, key: &Key, body: &[u8]) -> Result<(), statapp_pipeline::StoreError> {
+        self.inner.put(key, body)
+    }
+    fn put_if_absent(&self, key: &Key, body: &[u8]) -> Result<bool, statapp_pipeline::StoreError> {
+        self.inner.put_if_absent(key, body)
+    }
+    fn get_versioned(
+        &self,
+        key: &Key,
+    ) -> Result<Option<(Vec<u8>, String)>, statapp_pipeline::StoreError> {
+        self.inner.get_versioned(key)
+    }
+    fn put_if_version(
+        &self,
+        key: &Key,
+        body: &[u8],
+        version: Option<&str>,
+    ) -> Result<bool, statapp_pipeline::StoreError> {
+        self.inner.put_if_version(key, body, version)
+    }
+    fn exists(&self, key: &Key) -> Result<bool, statapp_pipeline::StoreError> {
+        self.inner.exists(key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<Key>, statapp_pipeline::StoreError> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &Key) -> Result<(), statapp_pipeline::StoreError> {
+        self.inner.delete(key)
+    }
+    fn modified(
+        &self,
+        key: &Key,
+    ) -> Result<Option<std::time::SystemTime>, statapp_pipeline::StoreError> {
+        self.inner.modified(key)
+    }
+}
+
+#[test]
+fn racing_merges_on_a_rewritten_row_keep_the_newer_row() {
+    let e = env();
+    put_row(&e.store, "c1", "m1", &metric_row("c1", "m1", "0.1")).unwrap();
+    put_row(&e.store, "c2", "m1", &metric_row("c2", "m1", "0.2")).unwrap();
+    merge(&e.store);
+    // both orders of the race: the slow merge read the old row, then commits before or after
+    for slow_commits_first in [false, true] {
+        put_row(&e.store, "c1", "m1", &metric_row("c1", "m1", "0.3")).unwrap();
+        let (reached_tx, reached) = std::sync::mpsc::sync_channel(0);
+        let (release, release_rx) = std::sync::mpsc::sync_channel(0);
+        let paused = Paused {
+            inner: &e.store,
+            key: "metrics/rows/c1/m1.csv".into(),
+            reached: reached_tx,
+            release: std::sync::Mutex::new(release_rx),
+            armed: true.into(),
+        };
+        std::thread::scope(|s| {
+            let slow = s.spawn(|| merge(&paused));
+            reached.recv().unwrap();
+            // the row is rewritten while the slow merge holds its old version
+            put_row(&e.store, "c1", "m1", &metric_row("c1", "m1", "0.4")).unwrap();
+            if slow_commits_first {
+                release.send(()).unwrap();
+                slow.join().unwrap();
+                merge(&e.store);
+            } else {
+                merge(&e.store);
+                release.send(()).unwrap();
+                slow.join().unwrap();
+            }
+        });
+        let combined = String::from_utf8(e.store.get(&key(COMBINED)).unwrap().unwrap()).unwrap();
+        let c1 = combined.lines().find(|l| l.starts_with("c1,")).unwrap();
+        assert!(c1.ends_with(",0.4"), "the newer row was lost: {c1}");
+        assert!(
+            combined
+                .lines()
+                .any(|l| l.starts_with("c2,") && l.ends_with(",0.2"))
+        );
+        assert!(e.store.list(PENDING).unwrap().is_empty());
+        // back to a fresh start for the other order
+        put_row(&e.store, "c1", "m1", &metric_row("c1", "m1", "0.1")).unwrap();
+        merge(&e.store);
+    }
+}
+
+#[test]
+fn merges_coalesce_within_their_window() {
+    let e = env();
+    let q = MemQueue::new("merge", e.clock.clone());
+    let settings = MergeSettings {
+        window: Duration::from_secs(10),
+    };
+    let now = std::time::SystemTime::now();
+    // the first merge of a bucket builds the combined CSV at once
+    put_row(&e.store, "c1", "m1", &metric_row("c1", "m1", "1")).unwrap();
+    let first = handle_merge(&e.store, &q, &settings, now).unwrap();
+    assert_eq!(
+        first,
+        Merged::Committed {
+            rows: 1,
+            applied: 1
+        }
+    );
+    for i in 2..=5 {
+        let name = format!("m{i}");
+        put_row(&e.store, "c1", &name, &metric_row("c1", &name, "1")).unwrap();
+        let r = handle_merge(&e.store, &q, &settings, now).unwrap();
+        assert!(
+            matches!(r, Merged::Deferred(w) if w > Duration::from_secs(9)),
+            "{r:?}"
+        );
+    }
+    // each deferral queued one delayed merge; the combined CSV still has one row
+    assert_eq!(q.approximate_len().unwrap(), 4);
+    assert_eq!(e.store.list(PENDING).unwrap().len(), 4);
+    let later = now + Duration::from_secs(11);
+    let r = handle_merge(&e.store, &q, &settings, later).unwrap();
+    assert_eq!(
+        r,
+        Merged::Committed {
+            rows: 5,
+            applied: 4
+        }
+    );
+    assert_eq!(
+        handle_merge(&e.store, &q, &settings, later).unwrap(),
+        Merged::Nothing
+    );
 }
