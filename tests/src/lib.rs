@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use burn::tensor::Device;
+pub mod faults;
 pub mod hostile;
 
 use statapp_aws::{Aws, AwsConfig, Provisioned, S3Store, provision};
