@@ -76,6 +76,16 @@ pub enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Metric rows arriving as events (each row followed by a merge request), folded into the
+    /// combined CSV by one merge worker: rows, commits, merge work and wall time per size.
+    Merge {
+        /// Numbers of rows (the pipeline writes 13 per case).
+        #[arg(long, value_delimiter = ',', default_values_t = [100, 1_000, 10_000, 13_000])]
+        rows: Vec<usize>,
+        /// `STATAPP_MERGE_WINDOW_S` of the merges (default: the template's).
+        #[arg(long, default_value_t = 10.0)]
+        window_s: f64,
+    },
     /// Mutation fuzzing of the NIfTI reader: mutated headers and data of valid files, decoded
     /// under a byte budget; fails on any panic (replay one with the same --seed).
     FuzzNifti {
@@ -194,6 +204,7 @@ pub fn run(cmd: Command) -> Result<()> {
             seed,
             budget_mib,
         } => crate::fuzz::run(iterations, seed, budget_mib)?,
+        Command::Merge { rows, window_s } => crate::bench_merge::run(&rows, window_s)?,
         Command::Synth { size, seed, out } => {
             let t = Instant::now();
             let phantom = statapp_synth::generate(seed, 0, size);

@@ -1,6 +1,7 @@
 //! `statapp`: the command line of the statapp project.
 
 mod bench;
+mod bench_merge;
 mod bucket;
 mod cloud;
 mod demo;

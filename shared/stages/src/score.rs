@@ -134,9 +134,10 @@ pub enum Merged {
     Committed { rows: usize, applied: usize },
 }
 
-/// A row's change marker, `metrics/pending/<case>/<name>/<ms since the epoch>-<token>`: written
-/// after the row, deleted by the merge that listed it. One per write (the token), so a merge
-/// that read an older version of the row never deletes the marker of a newer one.
+/// A row's change marker, `metrics/pending/<ms since the epoch>-<token>~<case>~<name>`
+/// (ids have no `~`): written after the row, deleted by the merge that listed it. One per write
+/// (the token), so a merge that read an older version of the row never deletes the marker of a
+/// newer one; flat, so listing the markers costs what they are, not what came before.
 fn pending_marker(case: &str, name: &str, row: &[u8]) -> Result<Key, StageError> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let now = std::time::SystemTime::now()
@@ -146,7 +147,7 @@ fn pending_marker(case: &str, name: &str, row: &[u8]) -> Result<Key, StageError>
     let unique = format!("{}:{}:{n}", now.as_nanos(), std::process::id());
     let token = &crate::digests::sha256_parts(&[row, unique.as_bytes()])[..16];
     Ok(Key::new(format!(
-        "{PENDING}{case}/{name}/{:013}-{token}",
+        "{PENDING}{:013}-{token}~{case}~{name}",
         now.as_millis()
     ))?)
 }
@@ -154,8 +155,11 @@ fn pending_marker(case: &str, name: &str, row: &[u8]) -> Result<Key, StageError>
 /// The row a marker stands for, and when it was written.
 fn marker_row(marker: &Key) -> Option<(String, String, Duration)> {
     let rest = marker.as_str().strip_prefix(PENDING)?;
-    let mut parts = rest.split('/');
-    let (case, name, stamp) = (parts.next()?, parts.next()?, parts.next()?);
+    let mut parts = rest.split('~');
+    let (stamp, case, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
     let ms: u64 = stamp.split('-').next()?.parse().ok()?;
     Some((
         case.to_string(),
