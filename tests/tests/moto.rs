@@ -355,6 +355,9 @@ fn concurrent_merges_lose_no_row() {
     store
         .put(&key("predictions/m0/case_m/segmentation.nii.gz"), &gz(&ann))
         .unwrap();
+    store
+        .put(&key("predictions/m0/case_m/inputs.json"), b"{}\n")
+        .unwrap();
     let job = MetricsJob {
         case: "case_m".into(),
         name: "m0".into(),

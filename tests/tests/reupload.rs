@@ -73,6 +73,7 @@ fn a_corrected_annotation_rescores_its_case_and_changes_nothing_else() {
         k == "incoming/case_a/annotation_2.nii.gz"
             || k == "cases/case_a/annotation_2.nii.gz"
             || k == "cases/case_a/ingested.json"
+            || k == "cases/case_a/inputs.json"
             || k == "metrics/combined.csv"
             || k.starts_with("metrics/rows/case_a/")
             || k.starts_with("metrics/inputs/case_a/")
@@ -103,4 +104,93 @@ fn a_corrected_annotation_rescores_its_case_and_changes_nothing_else() {
     for k in second.keys().filter(of_case_a) {
         assert_eq!(second.get(k), fresh.get(k), "{k} differs from a fresh run");
     }
+}
+
+/// `case_files(seed)` with every CT voxel brightened by 7 HU: another image on the same grid.
+fn brighter_image(seed: u64) -> Vec<u8> {
+    let p = statapp_synth::generate(seed, 0, statapp_synth::Size::Small);
+    let data = p.ct.data().mapv(|v| v + 7);
+    statapp_e2e::gz(&statapp_volume::Volume::new(data, p.ct.geometry().clone()).unwrap())
+}
+
+#[test]
+fn a_retrained_model_or_a_new_image_recomputes_what_depends_on_it_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        &[("case_a", case_files(5)), ("case_b", case_files(6))],
+    );
+    let first = snapshot(&p.store);
+    let retrained = models()[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(retrained.starts_with("anno1_"), "{retrained}");
+
+    // a retrained model under the same id: other weights, then model.json (same bytes) again
+    for f in std::fs::read_dir(&models()[2]).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_str().unwrap();
+        if name.starts_with("checkpoint") {
+            let k = statapp_e2e::key(&format!("models/{retrained}/{name}"));
+            p.store.put(&k, &std::fs::read(&f).unwrap()).unwrap();
+        }
+    }
+    let info = statapp_e2e::key(&format!("models/{retrained}/model.json"));
+    let body = p.store.get(&info).unwrap().unwrap();
+    p.store.put(&info, &body).unwrap();
+    run(&p);
+    let second = snapshot(&p.store);
+    let diff = changed(&first, &second);
+    let depends_on_model = |k: &str| {
+        let name =
+            |n: &str| k.ends_with(&format!("/{n}.csv")) || k.ends_with(&format!("/{n}.json"));
+        k.starts_with(&format!("models/{retrained}/"))
+            || k.starts_with(&format!("predictions/{retrained}/"))
+            || k.starts_with("ensembles/ensemble_anno1/")
+            || k.starts_with("ensembles/ensemble_all/")
+            || k == "metrics/combined.csv"
+            || (k.starts_with("metrics/")
+                && (name(&retrained) || name("ensemble_anno1") || name("ensemble_all")))
+    };
+    let stray: Vec<&String> = diff.iter().filter(|k| !depends_on_model(k)).collect();
+    assert!(
+        stray.is_empty(),
+        "changed without depending on the model: {stray:?}"
+    );
+    for case in ["case_a", "case_b"] {
+        for k in [
+            format!("predictions/{retrained}/{case}/prob_panc.nii.gz"),
+            format!("predictions/{retrained}/{case}/inputs.json"),
+            format!("metrics/inputs/{case}/{retrained}.json"),
+            format!("ensembles/ensemble_all/{case}/inputs.json"),
+        ] {
+            assert!(diff.contains(&k), "{k} was not recomputed");
+        }
+    }
+
+    // a new image of case_a: its preprocessing, predictions, ensembles and rows, nothing of case_b
+    upload_case(
+        &p.store,
+        "case_a",
+        &[("image.nii.gz".to_string(), brighter_image(5))],
+    );
+    run(&p);
+    let third = snapshot(&p.store);
+    let diff = changed(&second, &third);
+    let of_case_a = |k: &str| k.contains("/case_a/") || k == "metrics/combined.csv";
+    let stray: Vec<&String> = diff.iter().filter(|k| !of_case_a(k)).collect();
+    assert!(stray.is_empty(), "changed beyond case_a: {stray:?}");
+    let predicted: Vec<&String> = diff
+        .iter()
+        .filter(|k| k.starts_with("predictions/") && k.ends_with("/inputs.json"))
+        .collect();
+    assert_eq!(predicted.len(), models().len(), "{predicted:?}");
+    assert!(
+        diff.iter()
+            .any(|k| k.starts_with("preprocessed/") && k.ends_with("/case.json"))
+    );
+    assert!(diff.contains(&"metrics/rows/case_a/ensemble_all.csv".to_string()));
 }

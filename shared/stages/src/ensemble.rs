@@ -3,11 +3,33 @@
 //! model has predicted it, then one `MetricsJob` per ensemble.
 
 use crate::StageError;
+use crate::digests::{PREDICTION_INPUTS, recorded_inputs, sha256_hex};
 use crate::ingest::registered_models;
 use crate::predictions;
 use statapp_nnunet::ensemble::{ensemble_to_dir, strategies};
 use statapp_pipeline::jobs::{EnsembleJob, Job, MetricsJob};
 use statapp_pipeline::{JobQueue, ObjectStore};
+
+/// An ensemble's `inputs.json`: the digest of each member's `inputs.json`, so a member that is
+/// predicted again changes the ensemble's inputs (and re-scores its row).
+fn members_inputs(
+    store: &dyn ObjectStore,
+    case: &str,
+    members: &[String],
+) -> Result<Vec<u8>, StageError> {
+    let mut map = std::collections::BTreeMap::new();
+    for m in members {
+        let prefix = format!("predictions/{m}");
+        let bytes = recorded_inputs(store, &prefix, case)?.ok_or_else(|| StageError::Missing {
+            key: format!("{prefix}/{case}/{PREDICTION_INPUTS}"),
+        })?;
+        map.insert(m.clone(), sha256_hex(&bytes));
+    }
+    let mut out = serde_json::to_vec_pretty(&serde_json::json!({ "members": map }))
+        .map_err(StageError::json(PREDICTION_INPUTS))?;
+    out.push(b'\n');
+    Ok(out)
+}
 
 /// Returns the ensembles written.
 pub fn handle_ensemble(
@@ -19,7 +41,7 @@ pub fn handle_ensemble(
     let models = registered_models(store)?;
     let mut ready = Vec::new();
     for m in &models {
-        if predictions::complete(store, &format!("predictions/{m}"), case)? {
+        if predictions::current(store, m, case)? {
             ready.push(m.clone());
         }
     }
@@ -43,6 +65,11 @@ pub fn handle_ensemble(
             source: Box::new(source),
         })?;
         let prefix = format!("ensembles/{name}");
+        let inputs = members_inputs(store, case, &members)?;
+        store.put(
+            &predictions::key(&prefix, case, PREDICTION_INPUTS)?,
+            &inputs,
+        )?;
         predictions::upload(store, &out, &prefix, case)?;
         metrics.send(
             &Job::Metrics(MetricsJob {

@@ -12,6 +12,7 @@
 //! re-queues itself with a delay and, after a while, re-sends the missing parts.
 
 use crate::StageError;
+use crate::digests::{CODE_VERSION, ModelVersion, PREDICTION_INPUTS, PredictionInputs};
 use crate::dispatch::Outputs;
 use crate::ingest::registered_models;
 use crate::memory::{peak_rss_bytes, reset_peak};
@@ -120,7 +121,7 @@ impl InferSettings {
 
 thread_local! {
     /// Networks of recent jobs (a warm function predicts many cases with one model), keyed by
-    /// model id and the bytes of its `model.json`, which every (re-)registration rewrites last.
+    /// model id and version (the digest of its files, recorded by every (re-)registration).
     /// The checkpoint's scratch copy lives as long as the entry: burn reads weights lazily.
     static NETS: RefCell<Vec<CachedNet>> = const { RefCell::new(Vec::new()) };
 }
@@ -128,7 +129,8 @@ const CACHED_NETS: usize = 2;
 
 struct CachedNet {
     model: String,
-    info: Vec<u8>,
+    /// [`ModelVersion::digest`]: a retrained model under the same id is another entry.
+    version: String,
     net: PlainConvUNet,
     _scratch: tempfile::TempDir,
 }
@@ -136,13 +138,13 @@ struct CachedNet {
 fn network(
     store: &dyn ObjectStore,
     plan: &ModelPlan,
+    version: &str,
     device: &Device,
 ) -> Result<PlainConvUNet, StageError> {
     let model = &plan.model;
-    let info_bytes = get(store, &format!("models/{model}/model.json"))?;
     let hit = NETS.with_borrow(|nets| {
         nets.iter()
-            .find(|n| n.model == *model && n.info == info_bytes)
+            .find(|n| n.model == *model && n.version == version)
             .map(|n| n.net.clone())
     });
     if let Some(net) = hit {
@@ -167,7 +169,7 @@ fn network(
         }
         nets.push(CachedNet {
             model: model.clone(),
-            info: info_bytes,
+            version: version.to_string(),
             net: net.clone(),
             _scratch: scratch,
         });
@@ -179,6 +181,8 @@ fn network(
 struct Setup {
     plan: ModelPlan,
     pre: PreprocessedCase,
+    /// What the prediction is computed from: names its `partials/` and is its `inputs.json`.
+    inputs: PredictionInputs,
     sw: SlidingWindow,
     opts: PredictOptions,
     gather_rows: usize,
@@ -192,12 +196,18 @@ fn setup(
 ) -> Result<Setup, StageError> {
     let plan = preprocessed::model_plan(store, model)?;
     let pre = preprocessed::ensure(store, case, &plan)?;
+    let inputs = PredictionInputs {
+        image: pre.image_sha256.clone(),
+        model: ModelVersion::current(store, model)?.digest,
+        code: CODE_VERSION.to_string(),
+    };
     let patch = plan.configuration()?.patch_size;
     let opts = PredictOptions::default().mirror(&plan.info.mirror_axes(settings.mirroring));
     let sw = SlidingWindow::new(pre.shape, patch, opts.step);
     Ok(Setup {
         plan,
         pre,
+        inputs,
         sw,
         opts,
         gather_rows: settings.gather_rows,
@@ -273,7 +283,10 @@ impl Setup {
     fn partial_key(&self, case: &str, part: &Part, name: &str) -> Result<Key, StageError> {
         Ok(Key::new(format!(
             "partials/{}/{case}/{}/{}-{:05}/{name}",
-            self.plan.model, self.plan.digest, part.count, part.index
+            self.plan.model,
+            self.inputs.short(),
+            part.count,
+            part.index
         ))?)
     }
 
@@ -357,8 +370,7 @@ pub fn handle_infer(
     settings: &InferSettings,
 ) -> Result<(), StageError> {
     let (case, model) = (&job.case, &job.model);
-    let prefix = format!("predictions/{model}");
-    if predictions::complete(store, &prefix, case)? {
+    if predictions::current(store, model, case)? {
         return follow_up(store, case, model, true, out);
     }
     reset_peak();
@@ -372,7 +384,7 @@ pub fn handle_infer(
     if let Some(part) = &job.part {
         return run_part(store, &su, case, part, device, started);
     }
-    let net = network(store, &su.plan, device)?;
+    let net = network(store, &su.plan, &su.inputs.model, device)?;
     let parts = su.parts(
         su.seconds_per_tile(store, &net, device, settings)?,
         settings,
@@ -417,7 +429,7 @@ fn run_part(
     if store.exists(&done_key)? {
         return Ok(());
     }
-    let net = network(store, &su.plan, device)?;
+    let net = network(store, &su.plan, &su.inputs.model, device)?;
     let sums = su.predict_part(store, &net, part, device)?;
     let run = PartRun::measured(part, started);
     // the sums by the gather's row blocks, so the gather reads each block's sums once
@@ -540,6 +552,11 @@ fn gather_export(
         su.plan.model
     )))?;
     files.insert(files.len() - 1, ("run.json".to_string(), json));
+    // before the segmentation, whose presence says the prediction is complete
+    files.insert(
+        files.len() - 1,
+        (PREDICTION_INPUTS.to_string(), su.inputs.encode()?),
+    );
     let prefix = format!("predictions/{}", su.plan.model);
     for (file, bytes) in files {
         store.put(&predictions::key(&prefix, case, &file)?, &bytes)?;
@@ -599,7 +616,7 @@ pub fn handle_gather(
     settings: &InferSettings,
 ) -> Result<(), StageError> {
     let (case, model) = (&job.case, &job.model);
-    if predictions::complete(store, &format!("predictions/{model}"), case)? {
+    if predictions::current(store, model, case)? {
         return follow_up(store, case, model, true, out);
     }
     reset_peak();
@@ -686,7 +703,7 @@ fn follow_up(
     // a duplicate of a job whose row is there, scored against the case's current annotations,
     // sends no metrics job, but still checks the ensemble below: the first delivery may have
     // died between the row and the `EnsembleJob`
-    if !(was_complete && crate::digests::RowInputs::current(store, case, model)?) {
+    if !(was_complete && crate::digests::RowInputs::current(store, case, model, &prefix)?) {
         out.metrics.send(
             &Job::Metrics(MetricsJob {
                 case: case.to_string(),
@@ -699,7 +716,7 @@ fn follow_up(
     let models = registered_models(store)?;
     let mut all = true;
     for m in &models {
-        all &= predictions::complete(store, &format!("predictions/{m}"), case)?;
+        all &= predictions::current(store, m, case)?;
     }
     if all && models.len() >= 2 {
         out.aggregate.send(

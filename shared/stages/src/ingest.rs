@@ -7,7 +7,7 @@
 //! is permanent, so the message is not retried; a corrected upload clears the error file.
 
 use crate::StageError;
-use crate::digests::CaseDigests;
+use crate::digests::{CaseDigests, ModelVersion};
 use crate::preprocessed;
 use statapp_pipeline::events::parse_object_created;
 use statapp_pipeline::jobs::{InferJob, Job};
@@ -347,6 +347,8 @@ fn ingest_case(
     for (k, bytes) in &canonical {
         store.put(k, bytes)?;
     }
+    // what every later stage compares its inputs with
+    digests.write_current(store, case)?;
     // a full-size CT's files are hundreds of MB: not held while preprocessing
     drop(canonical);
     store.delete(&error_key(case)?)?;
@@ -414,6 +416,9 @@ fn schedule_model(
     infer: &dyn JobQueue,
     sets: &RoleSet,
 ) -> Result<Ingested, StageError> {
+    // a re-registration (a retrained model) gets a new version: its predictions are redone
+    let version = ModelVersion::register(store, model)?;
+    tracing::info!(model, version = %version.digest, "model version");
     let roles = CaseRoles::read(store)?;
     let mut cases = Vec::new();
     for k in store.list("cases/")? {

@@ -1,6 +1,7 @@
 //! Where predictions live and how they move between the store and scratch directories.
 
 use crate::StageError;
+use crate::digests::{CODE_VERSION, CaseDigests, ModelVersion, PredictionInputs, recorded_inputs};
 use statapp_nnunet::ensemble::{PROB_FILES, SEGMENTATION_FILE};
 use statapp_pipeline::{Key, ObjectStore};
 use std::path::Path;
@@ -22,6 +23,27 @@ pub fn key(prefix: &str, case: &str, file: &str) -> Result<Key, StageError> {
 /// True when `<prefix>/<case>/segmentation.nii.gz` exists.
 pub fn complete(store: &dyn ObjectStore, prefix: &str, case: &str) -> Result<bool, StageError> {
     Ok(store.exists(&key(prefix, case, SEGMENTATION_FILE)?)?)
+}
+
+/// True when `model`'s prediction of `case` is complete and was computed from the case's current
+/// image, the model's current version and this code (its `inputs.json`).
+pub fn current(store: &dyn ObjectStore, model: &str, case: &str) -> Result<bool, StageError> {
+    let prefix = format!("predictions/{model}");
+    if !complete(store, &prefix, case)? {
+        return Ok(false);
+    }
+    let Some(recorded) = recorded_inputs(store, &prefix, case)? else {
+        return Ok(false);
+    };
+    let Some(case_digests) = CaseDigests::current(store, case)? else {
+        return Ok(false);
+    };
+    let want = PredictionInputs {
+        image: case_digests.image,
+        model: ModelVersion::current(store, model)?.digest,
+        code: CODE_VERSION.to_string(),
+    };
+    Ok(recorded == want.encode()?)
 }
 
 /// Uploads a prediction directory, segmentation last.

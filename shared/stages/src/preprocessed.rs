@@ -1,4 +1,5 @@
-//! Preprocess once per plan (DESIGN.md §2): `preprocessed/<plan>/<case>/` holds a case on the
+//! Preprocess once per plan (DESIGN.md §2): `preprocessed/<plan>/<case>/<image>/` (16 hex digits
+//! of the image's sha256, so a re-uploaded image never mixes with the old one) holds a case on the
 //! network's grid of one plan configuration (transposed, cropped, CT-normalised, resampled as
 //! nnU-Net's DefaultPreprocessor does), as row chunks (`rows_<k>.f32`, little-endian float32,
 //! `ROWS_PER_CHUNK` rows of axis 0 each) so a worker predicting a few tiles reads only the rows
@@ -96,17 +97,19 @@ pub fn model_plan(store: &dyn ObjectStore, model: &str) -> Result<ModelPlan, Sta
     })
 }
 
-fn prefix(plan: &str, case: &str) -> String {
-    format!("preprocessed/{plan}/{case}")
+fn prefix(plan: &str, case: &str, image_sha256: &str) -> String {
+    let image = image_sha256.get(..16).unwrap_or(image_sha256);
+    format!("preprocessed/{plan}/{case}/{image}")
 }
 
-/// The preprocessed case of `plan`, if it is complete.
+/// The preprocessed case of `plan` from the image with digest `image_sha256`, if it is complete.
 pub fn load(
     store: &dyn ObjectStore,
     plan: &str,
     case: &str,
+    image_sha256: &str,
 ) -> Result<Option<PreprocessedCase>, StageError> {
-    let key = Key::new(format!("{}/{CASE_JSON}", prefix(plan, case)))?;
+    let key = Key::new(format!("{}/{CASE_JSON}", prefix(plan, case, image_sha256)))?;
     match store.get(&key)? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
@@ -115,19 +118,25 @@ pub fn load(
     }
 }
 
-/// The preprocessed case of the model's plan, computed and written first if it is not there
+/// The preprocessed case of the model's plan and the case's current image (its digest as
+/// `cases/<case>/inputs.json` records it), computed and written first if it is not there
 /// (whoever needs it first writes it; a concurrent writer writes the same bytes).
 pub fn ensure(
     store: &dyn ObjectStore,
     case: &str,
     plan: &ModelPlan,
 ) -> Result<PreprocessedCase, StageError> {
-    if let Some(done) = load(store, &plan.digest, case)? {
+    let current =
+        crate::digests::CaseDigests::current(store, case)?.ok_or_else(|| StageError::Missing {
+            key: format!("cases/{case}/{}", crate::digests::CASE_INPUTS),
+        })?;
+    if let Some(done) = load(store, &plan.digest, case, &current.image)? {
         return Ok(done);
     }
     let config = plan.configuration()?;
     let image_key = format!("cases/{case}/image.nii.gz");
     let bytes = get(store, &image_key)?;
+    // the bytes read name the result (an image replaced since the record is its own version)
     let image_sha256 = hex(&bytes);
     let image = read_nifti_bytes(Path::new(&image_key), &bytes, &ReadOptions::default())?;
     drop(bytes);
@@ -142,7 +151,7 @@ pub fn ensure(
     };
     let pre = preprocess_owned(data, spacing, config.spacing, &plan.plans.intensity);
     let (z, y, x) = pre.data.dim();
-    let dir = prefix(&plan.digest, case);
+    let dir = prefix(&plan.digest, case, &image_sha256);
     for (k, z0) in (0..z).step_by(ROWS_PER_CHUNK).enumerate() {
         let rows = pre.data.slice(s![z0..(z0 + ROWS_PER_CHUNK).min(z), .., ..]);
         let mut out = Vec::with_capacity(rows.len() * 4);
@@ -178,7 +187,7 @@ pub fn read_rows(
     let (z0, z1) = (z0.min(nz), z1.min(nz));
     let r = pre.rows_per_chunk.max(1);
     let mut values = Vec::with_capacity((z1 - z0) * ny * nx);
-    let dir = prefix(&pre.plan, &pre.case);
+    let dir = prefix(&pre.plan, &pre.case, &pre.image_sha256);
     let plane = ny * nx;
     for k in z0 / r..z1.div_ceil(r) {
         let key = format!("{dir}/rows_{k:05}.f32");

@@ -3,7 +3,9 @@
 //! that changed.
 
 use crate::StageError;
-use crate::digests::{RowInputs, annotations_digest};
+use crate::digests::{
+    PREDICTION_INPUTS, RowInputs, annotations_digest, recorded_inputs, sha256_hex,
+};
 use statapp_metrics::merge::{Table, parse_rows, render, upsert};
 use statapp_metrics::{CasePaths, RoiMode, score_files};
 use statapp_pipeline::jobs::{Job, MergeJob, MetricsJob};
@@ -41,8 +43,15 @@ pub fn handle_metrics(
     // the digest of the very bytes scored: recorded beside the row
     let [a1, a2, a3] = [1, 2, 3].map(|k| get(format!("cases/{case}/annotation_{k}.nii.gz")));
     let (a1, a2, a3) = (a1?, a2?, a3?);
+    let source = job.source.trim_end_matches('/');
+    // read before the probabilities: a prediction replaced meanwhile can only make the record
+    // older than what was scored, which re-scores the row, never the other way round
+    let prediction = recorded_inputs(store, source, case)?.ok_or_else(|| StageError::Missing {
+        key: format!("{source}/{case}/{PREDICTION_INPUTS}"),
+    })?;
     let inputs = RowInputs {
         annotations: annotations_digest([&a1, &a2, &a3]),
+        prediction: sha256_hex(&prediction),
     };
     let annotations = [
         save(&a1, "a1.nii.gz")?,
@@ -50,7 +59,6 @@ pub fn handle_metrics(
         save(&a3, "a3.nii.gz")?,
     ];
     drop((a1, a2, a3));
-    let source = job.source.trim_end_matches('/');
     let probabilities = [
         fetch(
             format!("{source}/{case}/{}", PROBABILITIES[0]),

@@ -444,6 +444,10 @@ fn metric_rows_equal_a_direct_run_and_merges_lose_nothing() {
             &gz(&p.annotations[0]),
         )
         .unwrap();
+    // what the prediction was computed from, as the infer stage records it
+    e.store
+        .put(&key("predictions/m1/case_m/inputs.json"), b"{}\n")
+        .unwrap();
     let merge_q = MemQueue::new("merge", Arc::new(statapp_pipeline::queue::SystemClock));
     let job = MetricsJob {
         case: "case_m".into(),
