@@ -1,18 +1,22 @@
-//! Issue 15's fault injection on the embedded default: every S3 event and queue message is
-//! handled three times, each time by a fresh process, and 10 % of those processes are killed at
-//! a seeded side effect; the final bucket must equal a clean run's byte for byte, with no message
-//! dead-lettered. `STATAPP_FAULT_SEED` replays another plan (the default is fixed).
+//! Issue 15's fault injection: every S3 event and queue message is handled three times, each
+//! time by a fresh process, and 10 % of those processes are killed at a seeded side effect; the
+//! final bucket must equal a clean run's byte for byte, with no message dead-lettered. On the
+//! embedded default and on moto. `STATAPP_FAULT_SEED` replays another plan (the default is fixed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use burn::tensor::Device;
-use statapp_e2e::faults::{FaultPlan, FaultRun, child_main, comparable_snapshot};
-use statapp_e2e::{case_files, models, upload_case, upload_model};
+use statapp_e2e::faults::{
+    DirTransport, FaultPlan, FaultStats, MotoTransport, Transport, child_main, comparable_snapshot,
+    run,
+};
+use statapp_e2e::{Harness, case_files, endpoint, models, upload_case, upload_model};
 use statapp_pipeline::ObjectStore;
 use statapp_stages::local::LocalPipeline;
+use std::collections::BTreeMap;
 
 /// The uploads of both runs: two tiny models of annotator 1 and one case (every message
 /// handled three times multiplies what each handler sends: two cases and three models take
-/// 3,354 invocations and 9 minutes on 2 cores, this 1/4 of that).
+/// over 3,000 invocations).
 fn upload(store: &dyn ObjectStore) {
     for m in &models()[..2] {
         upload_model(store, m);
@@ -21,27 +25,22 @@ fn upload(store: &dyn ObjectStore) {
 }
 
 #[test]
-#[ignore = "child process of the fault-injection test"]
+#[ignore = "child process of the fault-injection tests"]
 fn fault_child() {
     child_main();
 }
 
-#[test]
-fn triple_delivery_and_killed_invocations_leave_the_bucket_of_a_clean_run() {
-    let seed = std::env::var("STATAPP_FAULT_SEED").map_or(15, |s| s.parse().unwrap());
-    let dir = tempfile::tempdir().unwrap();
+fn seed() -> u64 {
+    std::env::var("STATAPP_FAULT_SEED").map_or(15, |s| s.parse().unwrap())
+}
 
-    let clean = LocalPipeline::open(&dir.path().join("clean")).unwrap();
-    upload(&clean.store);
-    let stats = clean
-        .run_until_idle(&Device::flex(), &mut |_, _| {})
-        .unwrap();
-    assert_eq!(stats.failed, 0);
-    let expected = comparable_snapshot(&clean.store);
-    assert!(expected.contains_key("metrics/combined.csv"));
-
-    let run = FaultRun::open(&dir.path().join("faulty"), 5);
-    upload(&run.store);
+/// Runs `t` under faults and checks the run and its bucket against a clean run's.
+fn check(
+    t: &dyn Transport,
+    faulty: &dyn ObjectStore,
+    expected: &BTreeMap<String, Vec<u8>>,
+) -> FaultStats {
+    let seed = seed();
     let plan = FaultPlan {
         seed,
         copies: 3,
@@ -53,14 +52,13 @@ fn triple_delivery_and_killed_invocations_leave_the_bucket_of_a_clean_run() {
         c.args(["--exact", "fault_child", "--ignored", "--nocapture"]);
         c
     };
-    let stats = run.run(&plan, &child);
+    let stats = run(t, &plan, &child);
     eprintln!("fault injection, seed {seed}: {stats:?}");
     assert!(stats.dead_letters.is_empty(), "{:?}", stats.dead_letters);
     assert_eq!(stats.failed, 0, "a handler failed without a kill");
     assert!(stats.killed * 20 >= stats.invocations, "{stats:?}");
     assert!(stats.invocations >= 3 * stats.messages);
-
-    let got = comparable_snapshot(&run.store);
+    let got = comparable_snapshot(faulty);
     let mut differ: Vec<&String> = expected
         .keys()
         .chain(got.keys())
@@ -72,4 +70,36 @@ fn triple_delivery_and_killed_invocations_leave_the_bucket_of_a_clean_run() {
         differ.is_empty(),
         "seed {seed}: objects differ from a clean run: {differ:?}"
     );
+    stats
+}
+
+#[test]
+fn triple_delivery_and_killed_invocations_leave_the_bucket_of_a_clean_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = LocalPipeline::open(&dir.path().join("clean")).unwrap();
+    upload(&clean.store);
+    let stats = clean
+        .run_until_idle(&Device::flex(), &mut |_, _| {})
+        .unwrap();
+    assert_eq!(stats.failed, 0);
+    let expected = comparable_snapshot(&clean.store);
+    assert!(expected.contains_key("metrics/combined.csv"));
+
+    let t = DirTransport::open(&dir.path().join("faulty"), 5);
+    upload(&t.store);
+    check(&t, &t.store, &expected);
+}
+
+#[test]
+fn the_same_on_moto() {
+    let _ = endpoint();
+    let clean = Harness::new("faults-clean", std::time::Duration::from_secs(60), 5);
+    upload(clean.store());
+    assert_eq!(clean.drain(1).failed, 0);
+    let expected = comparable_snapshot(clean.store());
+    assert!(expected.contains_key("metrics/combined.csv"));
+
+    let t = MotoTransport::new("faults");
+    upload(t.harness.store());
+    check(&t, t.harness.store(), &expected);
 }

@@ -89,7 +89,7 @@ impl CaseDigests {
 
 /// `cases/<case>/inputs.json`.
 pub const CASE_INPUTS: &str = "inputs.json";
-/// A prediction's (or ensemble's) record of its inputs, written before its segmentation.
+/// A prediction's (or ensemble's) record of its inputs, written after its other files.
 pub const PREDICTION_INPUTS: &str = "inputs.json";
 /// The code's version, part of every prediction's inputs.
 pub const CODE_VERSION: &str = env!("CARGO_PKG_VERSION");

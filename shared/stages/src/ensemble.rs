@@ -3,7 +3,7 @@
 //! model has predicted it, then one `MetricsJob` per ensemble.
 
 use crate::StageError;
-use crate::digests::{PREDICTION_INPUTS, recorded_inputs, sha256_hex};
+use crate::digests::{PREDICTION_INPUTS, RowInputs, recorded_inputs, sha256_hex};
 use crate::ingest::registered_models;
 use crate::predictions;
 use statapp_nnunet::ensemble::{ensemble_to_dir, strategies};
@@ -31,7 +31,8 @@ fn members_inputs(
     Ok(out)
 }
 
-/// Returns the ensembles written.
+/// Returns the ensembles written (an ensemble whose members are unchanged is not recomputed,
+/// and its row, when scored against the current annotations, not queued again).
 pub fn handle_ensemble(
     job: &EnsembleJob,
     store: &dyn ObjectStore,
@@ -52,34 +53,38 @@ pub fn handle_ensemble(
     let scratch = tempfile::tempdir()?;
     let mut written = Vec::new();
     for (name, members) in strategies(&ready) {
-        let dirs: Vec<_> = members.iter().map(|m| scratch.path().join(m)).collect();
-        for (m, d) in members.iter().zip(&dirs) {
-            if !d.exists() {
-                predictions::download(store, &format!("predictions/{m}"), case, d)?;
-            }
-        }
-        let out = scratch.path().join(format!("out-{name}"));
-        ensemble_to_dir(&dirs, &out).map_err(|source| StageError::Ensemble {
-            case: case.to_string(),
-            name: name.to_string(),
-            source: Box::new(source),
-        })?;
         let prefix = format!("ensembles/{name}");
         let inputs = members_inputs(store, case, &members)?;
-        store.put(
-            &predictions::key(&prefix, case, PREDICTION_INPUTS)?,
-            &inputs,
-        )?;
-        predictions::upload(store, &out, &prefix, case)?;
-        metrics.send(
-            &Job::Metrics(MetricsJob {
-                case: case.clone(),
-                name: name.clone(),
-                source: prefix,
-            })
-            .to_json(),
-        )?;
-        written.push(name);
+        let inputs_key = predictions::key(&prefix, case, PREDICTION_INPUTS)?;
+        // the inputs record is written last: it matching means the ensemble is whole and current
+        let current = store.get(&inputs_key)?.as_deref() == Some(inputs.as_slice());
+        if !current {
+            let dirs: Vec<_> = members.iter().map(|m| scratch.path().join(m)).collect();
+            for (m, d) in members.iter().zip(&dirs) {
+                if !d.exists() {
+                    predictions::download(store, &format!("predictions/{m}"), case, d)?;
+                }
+            }
+            let out = scratch.path().join(format!("out-{name}"));
+            ensemble_to_dir(&dirs, &out).map_err(|source| StageError::Ensemble {
+                case: case.to_string(),
+                name: name.to_string(),
+                source: Box::new(source),
+            })?;
+            predictions::upload(store, &out, &prefix, case)?;
+            store.put(&inputs_key, &inputs)?;
+            written.push(name.clone());
+        }
+        if !(current && RowInputs::current(store, case, &name, &prefix)?) {
+            metrics.send(
+                &Job::Metrics(MetricsJob {
+                    case: case.clone(),
+                    name: name.clone(),
+                    source: prefix,
+                })
+                .to_json(),
+            )?;
+        }
     }
     tracing::info!(case = %case, ensembles = written.len(), "ensembles written");
     Ok(written)

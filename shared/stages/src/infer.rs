@@ -552,11 +552,9 @@ fn gather_export(
         su.plan.model
     )))?;
     files.insert(files.len() - 1, ("run.json".to_string(), json));
-    // before the segmentation, whose presence says the prediction is complete
-    files.insert(
-        files.len() - 1,
-        (PREDICTION_INPUTS.to_string(), su.inputs.encode()?),
-    );
+    // last: a prediction is current once its record matches, so one rewritten over an older
+    // version and cut short is never taken for the new one
+    files.push((PREDICTION_INPUTS.to_string(), su.inputs.encode()?));
     let prefix = format!("predictions/{}", su.plan.model);
     for (file, bytes) in files {
         store.put(&predictions::key(&prefix, case, &file)?, &bytes)?;

@@ -6,8 +6,8 @@ use statapp_nnunet::ensemble::{PROB_FILES, SEGMENTATION_FILE};
 use statapp_pipeline::{Key, ObjectStore};
 use std::path::Path;
 
-/// The files of one prediction, segmentation last: it is written last, so its presence means
-/// the prediction is complete.
+/// The files of one prediction, segmentation last: its presence means the files are all there
+/// (its `inputs.json`, written after them, says from what).
 pub fn files() -> impl Iterator<Item = &'static str> {
     PROB_FILES.iter().copied().chain([SEGMENTATION_FILE])
 }
