@@ -61,7 +61,7 @@ fn env() -> Env {
     let store = DirStore::open(dir.path().join("bucket"), "statapp").unwrap();
     let model_dir = imported();
     // model.json last, as a registration writes it
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&model_dir)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(model_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
