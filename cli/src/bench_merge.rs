@@ -50,8 +50,9 @@ fn measure(n: usize, window: Duration) -> Result<Figures> {
                     format!("model_{:02}", i % ROWS_PER_CASE),
                 );
                 put_row(&store, &case, &name, &row(&case, &name, i))?;
-                queue
-                    .send(&statapp_pipeline::Job::Merge(statapp_pipeline::MergeJob {}).to_json())?;
+                queue.send(
+                    &statapp_pipeline::Job::Merge(statapp_pipeline::MergeJob::default()).to_json(),
+                )?;
             }
             done.store(true, std::sync::atomic::Ordering::SeqCst);
             Ok(())
@@ -67,7 +68,11 @@ fn measure(n: usize, window: Duration) -> Result<Figures> {
             }
             for d in batch {
                 let t = Instant::now();
-                let merged = handle_merge(&store, &queue, &settings, SystemTime::now())?;
+                let statapp_pipeline::Job::Merge(job) = statapp_pipeline::Job::from_json(&d.body)?
+                else {
+                    anyhow::bail!("not a merge job: {}", d.body);
+                };
+                let merged = handle_merge(&job, &store, &queue, &settings, SystemTime::now())?;
                 fig.merge_seconds += t.elapsed().as_secs_f64();
                 if let Merged::Committed { rows, applied } = merged {
                     fig.commits += 1;

@@ -8,7 +8,7 @@ use statapp_e2e::{
     npy_u8, upload_case, upload_model, upload_tree,
 };
 use statapp_metrics::{CasePaths, RoiMode, score_files};
-use statapp_pipeline::jobs::MetricsJob;
+use statapp_pipeline::jobs::{MergeJob, MetricsJob};
 use statapp_pipeline::{JobQueue, ObjectStore};
 use statapp_stages::score::{
     COMBINED, MergeSettings, Merged, handle_merge, handle_metrics, put_row,
@@ -328,7 +328,14 @@ fn merge(store: &dyn ObjectStore) -> Merged {
     let settings = MergeSettings {
         window: Duration::ZERO,
     };
-    handle_merge(store, &q, &settings, std::time::SystemTime::now()).unwrap()
+    handle_merge(
+        &MergeJob::default(),
+        store,
+        &q,
+        &settings,
+        std::time::SystemTime::now(),
+    )
+    .unwrap()
 }
 
 #[test]

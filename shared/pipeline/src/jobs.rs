@@ -114,9 +114,14 @@ pub struct EnsembleJob {
     pub case: String,
 }
 
-/// Rebuild `metrics/combined.csv` from every row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MergeJob {}
+/// Fold the changed rows into `metrics/combined.csv`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeJob {
+    /// Set on the merge a coalescing merge scheduled: when its window closes (ms since the
+    /// epoch). A request without it, or for an earlier time, waits for that merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_ms: Option<u64>,
+}
 
 /// Every job kind, tagged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

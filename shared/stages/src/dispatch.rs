@@ -89,9 +89,10 @@ pub fn preprocess(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(
 pub fn aggregate(body: &str, store: &dyn ObjectStore, out: Outputs) -> Result<(), StageError> {
     guarded("aggregate", body, || match job(body)? {
         Job::Ensemble(j) => handle_ensemble(&j, store, out.metrics).map(|_| ()),
-        Job::Merge(_) => {
+        Job::Merge(j) => {
             let settings = MergeSettings::from_env()?;
-            handle_merge(store, out.merge, &settings, std::time::SystemTime::now()).map(|_| ())
+            let now = std::time::SystemTime::now();
+            handle_merge(&j, store, out.merge, &settings, now).map(|_| ())
         }
         other => Err(unexpected("aggregate", &other)),
     })

@@ -30,7 +30,7 @@ pub fn handle_metrics(
     let key = Key::new(format!("{ROWS}{}/{}.csv", job.case, job.name))?;
     if RowInputs::current(store, &job.case, &job.name, source)? {
         // the same row again; the merge request may be what a killed first delivery never sent
-        merge.send(&Job::Merge(MergeJob {}).to_json())?;
+        merge.send(&Job::Merge(MergeJob::default()).to_json())?;
         return Ok(key);
     }
     let scratch = tempfile::tempdir()?;
@@ -96,7 +96,7 @@ pub fn handle_metrics(
     upsert(&mut table, vec![metrics.csv_row(case, &job.name)]);
     let key = put_row(store, case, &job.name, &render(&table))?;
     inputs.write(store, case, &job.name)?;
-    merge.send(&Job::Merge(MergeJob {}).to_json())?;
+    merge.send(&Job::Merge(MergeJob::default()).to_json())?;
     tracing::info!(case = %case, model = %job.name, "metrics row written");
     Ok(key)
 }
@@ -211,20 +211,59 @@ fn apply_row(
     Ok(())
 }
 
+/// While a coalescing merge is scheduled: the ms since the epoch when it is due. Written after
+/// that merge was sent and deleted by it before it lists the markers, so a request that finds
+/// the lease has its row's marker listed by that merge, and costs one read instead of a listing.
+const LEASE: &str = "metrics/merge-lease";
+/// A lease this far past its time lost its merge (dead-lettered): requests stop waiting for it.
+const LEASE_STALE: Duration = Duration::from_secs(15 * 60);
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn lease_due(store: &dyn ObjectStore, lease: &Key) -> Result<Option<u64>, StageError> {
+    let Some(body) = store.get(lease)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&body);
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|e: std::num::ParseIntError| StageError::Malformed {
+            key: lease.to_string(),
+            detail: format!("not a time in ms: {e}"),
+        })
+}
+
 /// Folds the changed rows (their markers) into `metrics/combined.csv` with a conditional write
 /// on the version it read, so a concurrent merge is never overwritten: the loser starts again
 /// from the winner's file. Cost O(n + k log n) for n rows and k changes; a missing combined
 /// CSV is rebuilt from every row. `now` is the wall clock (markers carry their write time).
 pub fn handle_merge(
+    job: &MergeJob,
     store: &dyn ObjectStore,
     merge: &dyn JobQueue,
     settings: &MergeSettings,
     now: std::time::SystemTime,
 ) -> Result<Merged, StageError> {
     let combined = Key::new(COMBINED)?;
+    let lease = Key::new(LEASE)?;
     let since_epoch = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(Duration::ZERO, |d| d);
+    if !settings.window.is_zero()
+        && let Some(due) = lease_due(store, &lease)?
+    {
+        let stale = since_epoch > Duration::from_millis(due) + LEASE_STALE;
+        if job.due_ms.is_none_or(|d| d < due) && !stale {
+            // a merge is scheduled for the window's end: this request is one read
+            let wait = Duration::from_millis(due).saturating_sub(since_epoch);
+            return Ok(Merged::Deferred(wait));
+        }
+        // the scheduled merge: a row written from now on sends a request that finds no lease
+        store.delete(&lease)?;
+    }
     loop {
         let markers = store.list(PENDING)?;
         let changes: Vec<(String, String, Duration)> = markers
@@ -248,7 +287,11 @@ pub fn handle_merge(
             let Some(wait) = wait else {
                 return Ok(Merged::Nothing);
             };
-            merge.send_delayed(&Job::Merge(MergeJob {}).to_json(), wait)?;
+            let due = millis(since_epoch + wait);
+            let scheduled = MergeJob { due_ms: Some(due) };
+            merge.send_delayed(&Job::Merge(scheduled).to_json(), wait)?;
+            // after the send: a lease always has its merge coming
+            store.put_if_absent(&lease, due.to_string().as_bytes())?;
             return Ok(Merged::Deferred(wait));
         }
         let current = store.get_versioned(&combined)?;

@@ -4,7 +4,7 @@
 //! hostile keys, metric rows equal to a direct run, and concurrent merges.
 
 use statapp_metrics::{CasePaths, RoiMode, score_files};
-use statapp_pipeline::jobs::{Job, MetricsJob};
+use statapp_pipeline::jobs::{Job, MergeJob, MetricsJob};
 use statapp_pipeline::queue::{Clock, ManualClock};
 use statapp_pipeline::{DirStore, JobQueue, Key, MemQueue, ObjectStore};
 use statapp_stages::ingest::{
@@ -521,7 +521,14 @@ fn merge(store: &dyn ObjectStore) -> Merged {
     let settings = MergeSettings {
         window: Duration::ZERO,
     };
-    handle_merge(store, &q, &settings, std::time::SystemTime::now()).unwrap()
+    handle_merge(
+        &MergeJob::default(),
+        store,
+        &q,
+        &settings,
+        std::time::SystemTime::now(),
+    )
+    .unwrap()
 }
 
 /// A row of `metrics/combined.csv`'s shape whose every metric is `value`.
@@ -643,10 +650,11 @@ fn merges_coalesce_within_their_window() {
     let settings = MergeSettings {
         window: Duration::from_secs(10),
     };
+    let request = MergeJob::default();
     let now = std::time::SystemTime::now();
     // the first merge of a bucket builds the combined CSV at once
     put_row(&e.store, "c1", "m1", &metric_row("c1", "m1", "1")).unwrap();
-    let first = handle_merge(&e.store, &q, &settings, now).unwrap();
+    let first = handle_merge(&request, &e.store, &q, &settings, now).unwrap();
     assert_eq!(
         first,
         Merged::Committed {
@@ -657,17 +665,28 @@ fn merges_coalesce_within_their_window() {
     for i in 2..=5 {
         let name = format!("m{i}");
         put_row(&e.store, "c1", &name, &metric_row("c1", &name, "1")).unwrap();
-        let r = handle_merge(&e.store, &q, &settings, now).unwrap();
+        let r = handle_merge(&request, &e.store, &q, &settings, now).unwrap();
         assert!(
             matches!(r, Merged::Deferred(w) if w > Duration::from_secs(9)),
             "{r:?}"
         );
     }
-    // each deferral queued one delayed merge; the combined CSV still has one row
-    assert_eq!(q.approximate_len().unwrap(), 4);
+    // the first deferral scheduled one merge and left a lease; the others only read the lease
+    assert_eq!(q.approximate_len().unwrap(), 1);
+    assert!(e.store.exists(&key("metrics/merge-lease")).unwrap());
     assert_eq!(e.store.list(PENDING).unwrap().len(), 4);
+    // a plain request after the window still leaves the work to the scheduled merge
     let later = now + Duration::from_secs(11);
-    let r = handle_merge(&e.store, &q, &settings, later).unwrap();
+    let r = handle_merge(&request, &e.store, &q, &settings, later).unwrap();
+    assert!(matches!(r, Merged::Deferred(_)), "{r:?}");
+    e.clock.advance(Duration::from_secs(11));
+    let scheduled = q.receive(10, Duration::from_secs(60)).unwrap();
+    assert_eq!(scheduled.len(), 1);
+    let Job::Merge(job) = Job::from_json(&scheduled[0].body).unwrap() else {
+        panic!("not a merge: {}", scheduled[0].body);
+    };
+    assert!(job.due_ms.is_some());
+    let r = handle_merge(&job, &e.store, &q, &settings, later).unwrap();
     assert_eq!(
         r,
         Merged::Committed {
@@ -675,8 +694,20 @@ fn merges_coalesce_within_their_window() {
             applied: 4
         }
     );
+    assert!(!e.store.exists(&key("metrics/merge-lease")).unwrap());
     assert_eq!(
-        handle_merge(&e.store, &q, &settings, later).unwrap(),
+        handle_merge(&request, &e.store, &q, &settings, later).unwrap(),
         Merged::Nothing
+    );
+    // a lease whose merge never came (dead-lettered) stops holding requests after 15 minutes
+    put_row(&e.store, "c1", "m6", &metric_row("c1", "m6", "1")).unwrap();
+    e.store.put(&key("metrics/merge-lease"), b"1").unwrap();
+    let r = handle_merge(&request, &e.store, &q, &settings, later).unwrap();
+    assert_eq!(
+        r,
+        Merged::Committed {
+            rows: 6,
+            applied: 1
+        }
     );
 }
