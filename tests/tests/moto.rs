@@ -8,11 +8,9 @@ use statapp_e2e::{
     npy_u8, upload_case, upload_model, upload_tree,
 };
 use statapp_metrics::{CasePaths, RoiMode, score_files};
-use statapp_pipeline::jobs::{MergeJob, MetricsJob};
+use statapp_pipeline::jobs::MetricsJob;
 use statapp_pipeline::{JobQueue, ObjectStore};
-use statapp_stages::score::{
-    COMBINED, MergeSettings, Merged, handle_merge, handle_metrics, put_row,
-};
+use statapp_stages::score::{COMBINED, Merged, handle_metrics, merge_now, put_row};
 use statapp_volume::{ReadOptions, Volume, read_nifti_bytes};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -319,23 +317,9 @@ fn the_adapters_keep_s3_and_sqs_semantics() {
     assert_eq!(h.dead_letters("metrics"), vec!["poison".to_string()]);
 }
 
-/// A merge that commits at once (window 0).
+/// A merge that commits at once.
 fn merge(store: &dyn ObjectStore) -> Merged {
-    let q = statapp_pipeline::MemQueue::new(
-        "merge",
-        std::sync::Arc::new(statapp_pipeline::queue::SystemClock),
-    );
-    let settings = MergeSettings {
-        window: Duration::ZERO,
-    };
-    handle_merge(
-        &MergeJob::default(),
-        store,
-        &q,
-        &settings,
-        std::time::SystemTime::now(),
-    )
-    .unwrap()
+    merge_now(store).unwrap()
 }
 
 #[test]

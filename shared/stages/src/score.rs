@@ -211,6 +211,20 @@ fn apply_row(
     Ok(())
 }
 
+/// A merge that commits at once (window 0: it never re-queues itself, so it needs no queue), for
+/// tools and tests that fold the rows in place of the merge queue.
+pub fn merge_now(store: &dyn ObjectStore) -> Result<Merged, StageError> {
+    let unused = statapp_pipeline::MemQueue::new(
+        "merge",
+        std::sync::Arc::new(statapp_pipeline::queue::SystemClock),
+    );
+    let settings = MergeSettings {
+        window: Duration::ZERO,
+    };
+    let now = std::time::SystemTime::now();
+    handle_merge(&MergeJob::default(), store, &unused, &settings, now)
+}
+
 /// While a coalescing merge is scheduled: the ms since the epoch when it is due. Written after
 /// that merge was sent and deleted by it before it lists the markers, so a request that finds
 /// the lease has its row's marker listed by that merge, and costs one read instead of a listing.

@@ -11,7 +11,7 @@ use statapp_stages::ingest::{
     IngestSettings, Ingested, handle_event, handle_object, registered_models,
 };
 use statapp_stages::score::{
-    COMBINED, MergeSettings, Merged, PENDING, handle_merge, handle_metrics, put_row,
+    COMBINED, MergeSettings, Merged, PENDING, handle_merge, handle_metrics, merge_now, put_row,
 };
 use statapp_volume::{Volume, WriteOptions, encode_nifti};
 use std::collections::BTreeMap;
@@ -515,20 +515,9 @@ fn metric_rows_equal_a_direct_run_and_merges_lose_nothing() {
     );
 }
 
-/// A merge with a window of 0 and a queue nobody reads (it never defers).
+/// A merge that commits at once.
 fn merge(store: &dyn ObjectStore) -> Merged {
-    let q = MemQueue::new("merge", Arc::new(statapp_pipeline::queue::SystemClock));
-    let settings = MergeSettings {
-        window: Duration::ZERO,
-    };
-    handle_merge(
-        &MergeJob::default(),
-        store,
-        &q,
-        &settings,
-        std::time::SystemTime::now(),
-    )
-    .unwrap()
+    merge_now(store).unwrap()
 }
 
 /// A row of `metrics/combined.csv`'s shape whose every metric is `value`.
