@@ -7,6 +7,7 @@
 use burn::tensor::Device;
 pub mod faults;
 pub mod hostile;
+pub mod race;
 
 use statapp_aws::{Aws, AwsConfig, Provisioned, S3Store, provision};
 use statapp_lambda::{Drained, Handler, Services, drain};
