@@ -4,10 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use burn::tensor::Device;
-use statapp_e2e::{case_files, models, upload_case, upload_model};
+use statapp_e2e::{Harness, case_files, models, upload_case, upload_model};
 use statapp_pipeline::ObjectStore;
 use statapp_stages::local::LocalPipeline;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 fn run(p: &LocalPipeline) {
     let stats = p.run_until_idle(&Device::flex(), &mut |_, _| {}).unwrap();
@@ -33,41 +34,97 @@ fn changed(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) -> Vec<
     keys
 }
 
+/// Every object of a bucket with its bytes.
+type Snapshot = BTreeMap<String, Vec<u8>>;
+
+/// A fresh bucket given the models and some cases, run: its snapshot.
+type FreshRun<'a> = dyn Fn(&[(&str, Files)]) -> Snapshot + 'a;
+
 /// A case's upload bodies by file name.
 type Files = Vec<(String, Vec<u8>)>;
 
-/// A bucket with the test models and `cases`, run until idle.
-fn pipeline(dir: &std::path::Path, cases: &[(&str, Files)]) -> LocalPipeline {
-    let p = LocalPipeline::open(dir).unwrap();
+/// Uploads the test models and `cases`.
+fn upload_all(store: &dyn ObjectStore, cases: &[(&str, Files)]) {
     for m in models() {
-        upload_model(&p.store, m);
+        upload_model(store, m);
     }
     for (case, files) in cases {
-        upload_case(&p.store, case, files);
+        upload_case(store, case, files);
     }
-    run(&p);
-    p
+}
+
+/// A bucket under test: its store, a run until idle, and the snapshot of a fresh bucket given the
+/// models and `cases` and run (what "equal to a fresh run" compares with).
+struct Bucket<'a> {
+    store: &'a dyn ObjectStore,
+    run: &'a dyn Fn(),
+    fresh: &'a FreshRun<'a>,
+}
+
+/// Runs `test` on the embedded default.
+fn embedded(test: fn(&Bucket)) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = LocalPipeline::open(&dir.path().join("bucket")).unwrap();
+    let fresh = |cases: &[(&str, Files)]| {
+        let d = tempfile::tempdir().unwrap();
+        let f = LocalPipeline::open(d.path()).unwrap();
+        upload_all(&f.store, cases);
+        run(&f);
+        snapshot(&f.store)
+    };
+    test(&Bucket {
+        store: &p.store,
+        run: &|| run(&p),
+        fresh: &fresh,
+    });
+}
+
+/// Runs `test` on moto's S3 and SQS, the functions' handlers consuming the real messages.
+fn on_moto(name: &str, test: fn(&Bucket)) {
+    let _ = statapp_e2e::endpoint();
+    let h = Harness::new(name, Duration::from_secs(60), 3);
+    let drain = |h: &Harness| assert_eq!(h.drain(1).failed, 0);
+    let fresh = |cases: &[(&str, Files)]| {
+        let f = Harness::new(&format!("{name}-fresh"), Duration::from_secs(60), 3);
+        upload_all(f.store(), cases);
+        drain(&f);
+        snapshot(f.store())
+    };
+    test(&Bucket {
+        store: h.store(),
+        run: &|| drain(&h),
+        fresh: &fresh,
+    });
 }
 
 #[test]
 fn a_corrected_annotation_rescores_its_case_and_changes_nothing_else() {
+    embedded(corrected_annotation);
+}
+
+#[test]
+fn on_moto_a_corrected_annotation_rescores_its_case_and_changes_nothing_else() {
+    on_moto("reupload-annotation", corrected_annotation);
+}
+
+fn corrected_annotation(p: &Bucket) {
     let (a, b) = (case_files(5), case_files(6));
-    let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(dir.path(), &[("case_a", a.clone()), ("case_b", b)]);
-    let first = snapshot(&p.store);
+    upload_all(p.store, &[("case_a", a.clone()), ("case_b", b)]);
+    (p.run)();
+    let first = snapshot(p.store);
     assert!(first.contains_key("metrics/rows/case_a/ensemble_all.csv"));
 
     // the same bytes again: nothing changes
-    upload_case(&p.store, "case_a", &a);
-    run(&p);
-    assert_eq!(changed(&first, &snapshot(&p.store)), Vec::<String>::new());
+    upload_case(p.store, "case_a", &a);
+    (p.run)();
+    assert_eq!(changed(&first, &snapshot(p.store)), Vec::<String>::new());
 
     // a corrected annotation_2 (another valid annotation on the same grid)
     let mut corrected = a.clone();
     corrected[2].1 = a[3].1.clone();
-    upload_case(&p.store, "case_a", &corrected[2..3]);
-    run(&p);
-    let second = snapshot(&p.store);
+    upload_case(p.store, "case_a", &corrected[2..3]);
+    (p.run)();
+    let second = snapshot(p.store);
     let diff = changed(&first, &second);
     let allowed = |k: &str| {
         k == "incoming/case_a/annotation_2.nii.gz"
@@ -93,9 +150,7 @@ fn a_corrected_annotation_rescores_its_case_and_changes_nothing_else() {
     }
 
     // equal to a fresh run on the new files
-    let fresh_dir = tempfile::tempdir().unwrap();
-    let fresh = pipeline(fresh_dir.path(), &[("case_a", corrected)]);
-    let fresh = snapshot(&fresh.store);
+    let fresh = (p.fresh)(&[("case_a", corrected)]);
     let of_case_a = |k: &&String| {
         k.starts_with("metrics/rows/case_a/")
             || k.starts_with("metrics/inputs/case_a/")
@@ -115,12 +170,21 @@ fn brighter_image(seed: u64) -> Vec<u8> {
 
 #[test]
 fn a_retrained_model_or_a_new_image_recomputes_what_depends_on_it_and_nothing_else() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(
-        dir.path(),
+    embedded(retrained_model_and_new_image);
+}
+
+#[test]
+fn on_moto_a_retrained_model_or_a_new_image_recomputes_what_depends_on_it() {
+    on_moto("reupload-model", retrained_model_and_new_image);
+}
+
+fn retrained_model_and_new_image(p: &Bucket) {
+    upload_all(
+        p.store,
         &[("case_a", case_files(5)), ("case_b", case_files(6))],
     );
-    let first = snapshot(&p.store);
+    (p.run)();
+    let first = snapshot(p.store);
     let retrained = models()[0]
         .file_name()
         .unwrap()
@@ -141,8 +205,8 @@ fn a_retrained_model_or_a_new_image_recomputes_what_depends_on_it_and_nothing_el
     let info = statapp_e2e::key(&format!("models/{retrained}/model.json"));
     let body = p.store.get(&info).unwrap().unwrap();
     p.store.put(&info, &body).unwrap();
-    run(&p);
-    let second = snapshot(&p.store);
+    (p.run)();
+    let second = snapshot(p.store);
     let diff = changed(&first, &second);
     let depends_on_model = |k: &str| {
         let name =
@@ -173,12 +237,12 @@ fn a_retrained_model_or_a_new_image_recomputes_what_depends_on_it_and_nothing_el
 
     // a new image of case_a: its preprocessing, predictions, ensembles and rows, nothing of case_b
     upload_case(
-        &p.store,
+        p.store,
         "case_a",
         &[("image.nii.gz".to_string(), brighter_image(5))],
     );
-    run(&p);
-    let third = snapshot(&p.store);
+    (p.run)();
+    let third = snapshot(p.store);
     let diff = changed(&second, &third);
     let of_case_a = |k: &str| k.contains("/case_a/") || k == "metrics/combined.csv";
     let stray: Vec<&String> = diff.iter().filter(|k| !of_case_a(k)).collect();
