@@ -157,6 +157,23 @@ def ncc(g, u):
     return float(np.sum((g - g.mean()) * (u - u.mean())) / (g.size * sg * su))
 
 
+def thresholded_dice(prob, masks):
+    """CURVAS-PDACVI's leaderboard Dice (evaluation_metrics `merged_dice_score`, its soft part):
+    at each threshold t of linspace(0.1, 0.8, 6), the prediction p > t against the mean of the
+    annotators' binary masks > t, 2 |P & G| / (|P| + |G| + 1e-6), 1 when both are empty; the
+    mean over thresholds."""
+    mean_gt = np.mean(np.stack(masks, axis=0), axis=0).ravel()
+    p = prob.ravel()
+    scores = []
+    for t in np.linspace(0.1, 0.8, 6):
+        pb, gb = p > t, mean_gt > t
+        if not pb.any() and not gb.any():
+            scores.append(1.0)
+        else:
+            scores.append(2.0 * np.sum(pb & gb) / (np.sum(pb) + np.sum(gb) + 1e-6))
+    return float(np.mean(scores))
+
+
 def auroc(y, s):
     y = np.asarray(y).ravel()
     if y.min() == y.max():
@@ -374,6 +391,7 @@ def score(anns, probs, pred, ct, spacing, roi_mode, pred_name, case):
                               "mean_aurc": float(np.mean([rc[s]["aurc"] for s in "123"])),
                               "mean_eaurc": float(np.mean([rc[s]["eaurc"] for s in "123"]))},
             "ncc": organ_ncc[-1],
+            "thresholded_dice": thresholded_dice(pk, says),
         }
         # statapp's bugged variants: annotator ki's any-organ mask, risk |y - p|, confidence p
         y = (A[ki] > 0).ravel()

@@ -38,6 +38,10 @@ pub struct CaseArgs {
     /// CT cell of the CSV row (the model or ensemble name, as in the original).
     #[arg(long, default_value = "")]
     model: String,
+    /// Also write the calibration bins and risk-coverage curves (what `statapp report` plots)
+    /// to this JSON file.
+    #[arg(long)]
+    curves: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +80,10 @@ fn case(args: CaseArgs) -> Result<()> {
         ct: args.ct.clone(),
     };
     let metrics = score_files(&paths, args.roi).context("scoring the case")?;
+    if let Some(path) = &args.curves {
+        std::fs::write(path, serde_json::to_vec(&metrics.curves)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if args.format == "csv" {
         let mut w = csv::WriterBuilder::new()
             .terminator(csv::Terminator::Any(b'\n'))

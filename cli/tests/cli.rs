@@ -195,8 +195,8 @@ fn metrics_case_json_and_csv_agree() {
     assert_eq!(lines.len(), 2);
     let header: Vec<&str> = lines[0].split(',').collect();
     let row: Vec<&str> = lines[1].split(',').collect();
-    assert_eq!(header.len(), 66);
-    assert_eq!(row.len(), 66);
+    assert_eq!(header.len(), 69);
+    assert_eq!(row.len(), 69);
     assert_eq!(&header[..3], ["Patient_ID", "CT", "DICE_panc"]);
     assert_eq!(&row[..2], ["007", "ensemble_all"]);
     let col = |name: &str| {

@@ -133,6 +133,7 @@ fn corrected_annotation(p: &Bucket) {
             || k == "cases/case_a/inputs.json"
             || k == "metrics/combined.csv"
             || k.starts_with("metrics/rows/case_a/")
+            || k.starts_with("metrics/curves/case_a/")
             || k.starts_with("metrics/inputs/case_a/")
     };
     let stray: Vec<&String> = diff.iter().filter(|k| !allowed(k)).collect();
@@ -153,6 +154,7 @@ fn corrected_annotation(p: &Bucket) {
     let fresh = (p.fresh)(&[("case_a", corrected)]);
     let of_case_a = |k: &&String| {
         k.starts_with("metrics/rows/case_a/")
+            || k.starts_with("metrics/curves/case_a/")
             || k.starts_with("metrics/inputs/case_a/")
             || (k.starts_with("ensembles/") && k.contains("/case_a/"))
     };

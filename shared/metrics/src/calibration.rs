@@ -62,6 +62,17 @@ impl EceBins {
         }
     }
 
+    /// The bins as the report reads them (the 50 of torchmetrics, then its bin of exact ones).
+    pub fn to_curve(&self) -> crate::curves::Calibration {
+        const BINS: usize = 51;
+        crate::curves::Calibration {
+            lower_edges: self.boundaries.iter().map(|b| f64::from(*b)).collect(),
+            count: self.count[..BINS].to_vec(),
+            confidence_sum: self.conf[..BINS].to_vec(),
+            correct: self.correct.iter().map(|c| c[..BINS].to_vec()).collect(),
+        }
+    }
+
     /// `sum_b |acc_b - conf_b| * n_b / N` for annotator `a`.
     pub fn ece(&self, a: usize) -> f64 {
         let n: u64 = self.count.iter().sum();

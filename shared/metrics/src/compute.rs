@@ -2,8 +2,9 @@
 
 use crate::calibration::{AceBins, EceBins, softmax4};
 use crate::crps;
+use crate::curves::{Curves, RiskCoverageCurves};
 use crate::hausdorff::{Boxed, HausdorffResult, Mask, Units, both_ways, combine};
-use crate::ranking::{self, Group, SortedOrgan, TieAware, ValuesLoop, flag};
+use crate::ranking::{self, COVERAGE_STEPS, Group, SortedOrgan, TieAware, ValuesLoop, flag};
 use crate::real::{Real, mean_strict, nan_mean};
 use crate::report::*;
 use crate::roi::Roi;
@@ -180,6 +181,22 @@ pub fn compute(mut case: CaseArrays, meta: CaseMeta) -> CaseMetrics {
             )
         })
         .collect();
+    let curves = Curves {
+        calibration: global.calibration,
+        risk_coverage: RiskCoverageCurves {
+            coverage: (0..=COVERAGE_STEPS)
+                .map(|j| j as f64 / COVERAGE_STEPS as f64)
+                .collect(),
+            organs: organs
+                .iter()
+                .map(|o| {
+                    let grid = &o.organ.risk_coverage.grid;
+                    let real = grid.iter().map(|g| g.iter().map(|r| Real(*r)).collect());
+                    (o.organ.name.clone(), real.collect())
+                })
+                .collect(),
+        },
+    };
     CaseMetrics {
         case: meta.case,
         inputs: Inputs {
@@ -206,6 +223,7 @@ pub fn compute(mut case: CaseArrays, meta: CaseMeta) -> CaseMetrics {
             mean_ncc_organs: Real(nan_mean(&organ_ncc)),
         },
         statapp_compat: compat,
+        curves,
     }
 }
 
@@ -214,6 +232,7 @@ struct GlobalStats {
     negative_p0: u64,
     softmax_fallback: bool,
     ece: [f64; 3],
+    calibration: crate::curves::Calibration,
     ace: [f64; 3],
     ace_compat: [f64; 3],
     accuracy: [f64; 3],
@@ -307,6 +326,7 @@ fn voxel_pass(case: &CaseArrays, labels: &[u8]) -> GlobalStats {
         negative_p0,
         softmax_fallback: outside,
         ece: [0, 1, 2].map(|a| acc.ece.ece(a)),
+        calibration: acc.ece.to_curve(),
         ace: [0, 1, 2].map(|a| acc.ace.ace(a, false)),
         ace_compat: [0, 1, 2].map(|a| acc.ace.ace(a, true)),
         accuracy: acc.correct.map(|c| c as f64 / n as f64),
@@ -417,6 +437,9 @@ struct SliceAcc {
     sum_bck: f64,
     /// Mean line Dice of the slice, if it has a scored line.
     line_dice: Option<f64>,
+    /// Per threshold of [`tdice_thresholds`]: voxels with `p_k > t`, with the annotators' mean
+    /// `> t`, and with both.
+    tdice: [[u64; 3]; 6],
 }
 
 struct OrganResult {
@@ -477,6 +500,13 @@ fn organ_metrics(
                     acc.sum_bck += if bck { f64::from(v) } else { 0.0 };
                     let pk = decided && (cons || bck);
                     acc.p_n += u64::from(pk);
+                    let mean_vote = votes as f64 / 3.0;
+                    for (t, c) in tdice_thresholds().iter().zip(&mut acc.tdice) {
+                        let (p, g) = (f64::from(v) > *t, mean_vote > *t);
+                        c[0] += u64::from(p);
+                        c[1] += u64::from(g);
+                        c[2] += u64::from(p && g);
+                    }
                     acc.inter += u64::from(pk && cons);
                     lp += u64::from(pk);
                     lg += u64::from(cons);
@@ -502,6 +532,11 @@ fn organ_metrics(
         for a in 0..3 {
             t.vols[a] += s.vols[a];
             t.errors[a] += s.errors[a];
+        }
+        for (tc, sc) in t.tdice.iter_mut().zip(&s.tdice) {
+            for i in 0..3 {
+                tc[i] += sc[i];
+            }
         }
         t.soft += s.soft;
         t.total_risk += s.total_risk;
@@ -537,6 +572,7 @@ fn organ_metrics(
         f64::NAN
     };
     let confidence = ((1.0 - m_bck) + m_org) / 2.0;
+    let thresholded_dice = thresholded_dice(&t.tdice);
 
     // §4 CRPS
     let v = vols.map(|c| c as f64);
@@ -609,11 +645,35 @@ fn organ_metrics(
             auroc,
             risk_coverage,
             ncc: Real(organ_ncc),
+            thresholded_dice: Real(thresholded_dice),
         },
         compat_auroc,
         compat_aurc,
         compat_eaurc,
     }
+}
+
+/// CURVAS-PDACVI's thresholds, numpy's `linspace(0.1, 0.8, 6)` to the bit: `start + i * step`,
+/// the last one `stop` itself.
+fn tdice_thresholds() -> [f64; 6] {
+    let step = (0.8 - 0.1) / 5.0;
+    std::array::from_fn(|i| if i == 5 { 0.8 } else { i as f64 * step + 0.1 })
+}
+
+/// CURVAS-PDACVI's `merged_dice_score` (soft Dice part): per threshold `2 I / (P + G + 1e-6)`,
+/// 1 where both masks are empty, averaged over the thresholds.
+fn thresholded_dice(counts: &[[u64; 3]; 6]) -> f64 {
+    let per: Vec<f64> = counts
+        .iter()
+        .map(|[p, g, i]| {
+            if *p == 0 && *g == 0 {
+                1.0
+            } else {
+                2.0 * *i as f64 / (*p as f64 + *g as f64 + 1e-6)
+            }
+        })
+        .collect();
+    per.iter().sum::<f64>() / per.len() as f64
 }
 
 /// §5: per annotator, `L == k` against `A_a == k`, all transforms on the organ's joint box; the
@@ -767,6 +827,7 @@ fn by_decision_confidence(sorted: &SortedOrgan, errors: [usize; 3]) -> RiskCover
         mean_aurc: mean(|p| p.aurc),
         mean_eaurc: mean(|p| p.eaurc),
         per_annotator: per,
+        grid: tie.iter().map(|t| t.risk_grid().to_vec()).collect(),
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod calibration;
 mod compute;
 pub mod crps;
+pub mod curves;
 pub mod edt;
 pub mod hausdorff;
 mod load;

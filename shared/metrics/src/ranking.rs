@@ -334,7 +334,14 @@ pub struct TieAware {
     area: f64,
     /// The latest group: its point is added only once another group follows it.
     pending: Option<Group>,
+    /// The curve's risk at coverages `j / COVERAGE_STEPS`, filled from coverage 1 down.
+    grid: [f64; COVERAGE_STEPS + 1],
+    /// Grid entries not filled yet (the lowest coverages).
+    unfilled: usize,
 }
+
+/// Steps of the coverage grid on which [`TieAware::risk_grid`] samples the curve.
+pub const COVERAGE_STEPS: usize = 100;
 
 impl TieAware {
     pub fn new(n: usize, total: f64) -> Self {
@@ -347,6 +354,32 @@ impl TieAware {
             removed_risk: 0.0,
             area: 0.0,
             pending: None,
+            grid: std::array::from_fn(|j| {
+                if j == COVERAGE_STEPS {
+                    total / n as f64
+                } else {
+                    f64::NAN
+                }
+            }),
+            unfilled: COVERAGE_STEPS,
+        }
+    }
+
+    /// Fills the grid entries whose coverage lies in `[c1, c0]`, linearly between the points
+    /// `(c0, r0)` and `(c1, r1)` of the curve (as the trapezoid rule reads it).
+    fn sample(&mut self, (c0, r0): (f64, f64), (c1, r1): (f64, f64)) {
+        while self.unfilled > 0 {
+            let j = self.unfilled - 1;
+            let c = j as f64 / COVERAGE_STEPS as f64;
+            if c < c1 {
+                break;
+            }
+            self.grid[j] = if c0 > c1 {
+                r1 + (r0 - r1) * (c - c1) / (c0 - c1)
+            } else {
+                r1
+            };
+            self.unfilled = j;
         }
     }
 
@@ -361,8 +394,21 @@ impl TieAware {
                 (self.total - self.removed_risk) / left as f64,
             );
             self.area += (self.cov - c) * (self.risk + r) / 2.0;
+            self.sample((self.cov, self.risk), (c, r));
             (self.cov, self.risk) = (c, r);
         }
+    }
+
+    /// The selective risk at coverages `0, 1/100, .., 1`: the tie-aware curve's points joined
+    /// linearly, flat from its last point down to coverage 0 (its final point). Its trapezoid
+    /// area approaches [`TieAware::finish`] as the grid gets finer.
+    pub fn risk_grid(&self) -> [f64; COVERAGE_STEPS + 1] {
+        let mut done = self.clone();
+        if self.n == 0 {
+            return done.grid;
+        }
+        done.sample((self.cov, self.risk), (0.0, self.risk));
+        done.grid
     }
 
     pub fn finish(&self) -> f64 {
@@ -670,5 +716,35 @@ mod tests {
             (aurc_geifman_binary(3, 1) - aurc_geifman([0.0, 0.0, 1.0].into_iter(), 3)).abs()
                 < 1e-15
         );
+    }
+
+    #[test]
+    fn risk_grid_samples_the_tie_aware_curve() {
+        let g = |count, risk_sum| Group {
+            count,
+            risk_sum,
+            first_risk: 0.0,
+        };
+        // 4 samples, errors 2 in the least confident group of 2, then 2 correct singletons:
+        // points (1, 0.5), (0.5, 0), then the final (0, 0)
+        let mut t = TieAware::new(4, 2.0);
+        for x in [g(2, 2.0), g(1, 0.0), g(1, 0.0)] {
+            t.push(x);
+        }
+        let grid = t.risk_grid();
+        assert_eq!(grid[100], 0.5);
+        assert!((grid[75] - 0.25).abs() < 1e-15);
+        assert_eq!(grid[50], 0.0);
+        assert_eq!(grid[0], 0.0);
+        // on many distinct confidences the grid's trapezoid area approaches the AURC
+        let n = 10_000;
+        let mut t = TieAware::new(n, 2_000.0);
+        for i in 0..n {
+            t.push(g(1, if i % 5 == 0 { 1.0 } else { 0.0 }));
+        }
+        let grid = t.risk_grid();
+        let area: f64 = grid.windows(2).map(|w| (w[0] + w[1]) / 2.0 / 100.0).sum();
+        assert!((area - t.finish()).abs() < 1e-3, "{area} vs {}", t.finish());
+        assert!(TieAware::new(0, 0.0).risk_grid().iter().all(|r| r.is_nan()));
     }
 }

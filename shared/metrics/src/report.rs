@@ -71,6 +71,10 @@ pub struct RiskCoverage {
     pub per_annotator: BTreeMap<String, RiskCoveragePair>,
     pub mean_aurc: Real,
     pub mean_eaurc: Real,
+    /// Per annotator, the selective risk on the coverage grid (for the report's curves; not
+    /// part of the JSON document).
+    #[serde(skip)]
+    pub grid: Vec<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,6 +93,9 @@ pub struct Organ {
     pub auroc: Auroc,
     pub risk_coverage: RiskCoverage,
     pub ncc: Real,
+    /// CURVAS-PDACVI's thresholded Dice: `p_k > t` against the annotators' mean `> t`, averaged
+    /// over `t` in `linspace(0.1, 0.8, 6)` (1 where both are empty).
+    pub thresholded_dice: Real,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -146,7 +153,7 @@ pub const COMPAT_COLUMNS: [&str; 35] = [
     "NCC_mean",
 ];
 
-/// The 31 corrected columns appended after the original ones (§18.4).
+/// The 34 corrected columns appended after the original ones (§18.4, then the thresholded Dice).
 pub fn corrected_columns() -> Vec<String> {
     let organs = ["panc", "kidn", "livr"];
     let mut cols = Vec::new();
@@ -163,10 +170,13 @@ pub fn corrected_columns() -> Vec<String> {
         }
     }
     cols.push("mean_predictive_entropy".into());
+    for o in organs {
+        cols.push(format!("tdice_{o}"));
+    }
     cols
 }
 
-/// Every CSV column: the original 35, then the corrected 31.
+/// Every CSV column: the original 35, then the corrected 34.
 pub fn csv_header() -> Vec<String> {
     COMPAT_COLUMNS
         .iter()
@@ -186,6 +196,9 @@ pub struct CaseMetrics {
     pub global: Global,
     /// The 33 original metric columns, in CSV order.
     pub statapp_compat: serde_json::Map<String, serde_json::Value>,
+    /// Calibration bins and risk-coverage curves, written beside the row (not in this document).
+    #[serde(skip)]
+    pub curves: crate::curves::Curves,
 }
 
 impl CaseMetrics {
@@ -227,6 +240,9 @@ impl CaseMetrics {
             row.push(self.annotators[&a.to_string()].ace.csv_cell());
         }
         row.push(self.global.mean_predictive_entropy.csv_cell());
+        for k in 1..=3 {
+            row.push(self.organ(k).thresholded_dice.csv_cell());
+        }
         row
     }
 }

@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::Value;
-use statapp_metrics::{CasePaths, RoiMode, score_files};
+use statapp_metrics::{CaseMetrics, CasePaths, RoiMode, score_files};
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
@@ -66,6 +66,49 @@ fn compare(path: &str, got: &Value, want: &Value, errors: &mut Vec<String>, fiel
     }
 }
 
+/// The curves written beside a row agree with the row: the ECE recomputed from the calibration
+/// bins, the risk at full coverage is the error rate, the area under the sampled curve is the
+/// AURC up to the grid's resolution.
+fn check_curves(name: &str, m: &CaseMetrics, errors: &mut Vec<String>) {
+    let cal = &m.curves.calibration;
+    let total: u64 = cal.count.iter().sum();
+    for a in 0..3 {
+        let ece: f64 = (0..cal.count.len())
+            .filter(|b| cal.count[*b] > 0)
+            .map(|b| {
+                let c = cal.count[b] as f64;
+                (cal.correct[a][b] as f64 / c - cal.confidence_sum[b] / c).abs() * c / total as f64
+            })
+            .sum();
+        let want = m.annotators[&(a + 1).to_string()].ece.0;
+        if !close("ece from bins", ece, want) {
+            errors.push(format!("{name}: ECE from the bins {ece} vs {want}"));
+        }
+    }
+    let rc = &m.curves.risk_coverage;
+    for organ in m.organs.values() {
+        let grid = &rc.organs[&organ.name];
+        for (a, risks) in grid.iter().enumerate() {
+            let pair = &organ.risk_coverage.per_annotator[&(a + 1).to_string()];
+            let full = risks[risks.len() - 1].0;
+            if !close("risk at coverage 1", full, pair.error_rate.0) {
+                errors.push(format!("{name} {}: risk at coverage 1 {full}", organ.name));
+            }
+            let area: f64 = risks
+                .windows(2)
+                .zip(rc.coverage.windows(2))
+                .map(|(r, c)| (r[0].0 + r[1].0) / 2.0 * (c[1] - c[0]))
+                .sum();
+            if (area - pair.aurc.0).abs() > 0.01 {
+                errors.push(format!(
+                    "{name} {}: area under the sampled curve {area} vs AURC {}",
+                    organ.name, pair.aurc.0
+                ));
+            }
+        }
+    }
+}
+
 #[test]
 fn every_field_matches_the_reference() {
     let mut cases: Vec<PathBuf> = std::fs::read_dir(fixtures())
@@ -96,11 +139,13 @@ fn every_field_matches_the_reference() {
             ct: args["ct"].as_str().map(|p| dir.join(p)),
         };
         let roi: RoiMode = args["roi"].as_str().unwrap().parse().unwrap();
-        let got = serde_json::to_value(score_files(&paths, roi).unwrap()).unwrap();
+        let metrics = score_files(&paths, roi).unwrap();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        check_curves(&name, &metrics, &mut errors);
+        let got = serde_json::to_value(&metrics).unwrap();
         let want: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
                 .unwrap();
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         compare(&name, &got, &want, &mut errors, &mut fields);
     }
     assert!(

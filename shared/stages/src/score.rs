@@ -15,6 +15,8 @@ use std::time::Duration;
 
 pub const COMBINED: &str = "metrics/combined.csv";
 const ROWS: &str = "metrics/rows/";
+/// Per row, its calibration bins and risk-coverage curves (`statapp report` pools them).
+pub const CURVES: &str = "metrics/curves/";
 /// Change markers of rows not yet in the combined CSV (see [`pending_marker`]).
 pub const PENDING: &str = "metrics/pending/";
 const PROBABILITIES: [&str; 3] = ["prob_panc.nii.gz", "prob_kidn.nii.gz", "prob_livr.nii.gz"];
@@ -92,6 +94,10 @@ pub fn handle_metrics(
         },
         RoiMode::Annotations,
     )?;
+    // the curves first: a row that exists has its curves beside it
+    let curves_key = Key::new(format!("{CURVES}{case}/{}.json", job.name))?;
+    let curves = serde_json::to_vec(&metrics.curves).map_err(StageError::json(CURVES))?;
+    store.put(&curves_key, &curves)?;
     let mut table = Table::new();
     upsert(&mut table, vec![metrics.csv_row(case, &job.name)]);
     let key = put_row(store, case, &job.name, &render(&table))?;
