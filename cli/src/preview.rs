@@ -1,5 +1,7 @@
 //! `statapp preview`: one axial slice of a case, CT in a soft-tissue window, with the contours of
-//! the three annotators (1 red, 2 green, 3 blue), for eyeballing phantoms and predictions.
+//! the three annotators (1 red, 2 green, 3 blue), for eyeballing phantoms and predictions; with
+//! `--map`, a map on the image's grid (an ensemble's entropy or mutual information, a probability)
+//! blended over the CT in a heat scale.
 
 use anyhow::{Context, Result, bail};
 use ndarray::{Array2, Axis};
@@ -24,6 +26,41 @@ pub struct Args {
     /// Window centre and width in HU.
     #[arg(long, num_args = 2, default_values_t = [40.0, 400.0])]
     window: Vec<f32>,
+    /// A map to overlay (same grid as the image), e.g.
+    /// ensembles/ensemble_all/<case>/mutual_information.nii.gz.
+    #[arg(long)]
+    map: Option<PathBuf>,
+    /// The map value shown at full heat (default: the slice's maximum).
+    #[arg(long)]
+    map_max: Option<f32>,
+}
+
+/// Black-red-yellow-white heat scale for `t` in [0, 1].
+fn heat(t: f32) -> [f32; 3] {
+    let t = t.clamp(0.0, 1.0) * 3.0;
+    [
+        t.min(1.0),
+        (t - 1.0).clamp(0.0, 1.0),
+        (t - 2.0).clamp(0.0, 1.0),
+    ]
+    .map(|c| c * 255.0)
+}
+
+/// Blends the map's slice over the grey image: opacity grows with the value.
+fn overlay(rgb: &mut [u8], map: ndarray::ArrayView2<f32>, max: f32, s: usize, w: usize) {
+    for (i, px) in rgb.chunks_exact_mut(3).enumerate() {
+        let (py, pxx) = (i / w, i % w);
+        let t = map[[py / s, pxx / s]] / max;
+        // zero, negative or NaN: nothing to show
+        if t.is_nan() || t <= 0.0 {
+            continue;
+        }
+        let a = 0.85 * t.min(1.0);
+        let c = heat(t);
+        for (v, c) in px.iter_mut().zip(c) {
+            *v = ((1.0 - a) * f32::from(*v) + a * c) as u8;
+        }
+    }
 }
 
 const COLORS: [[u8; 3]; 3] = [[230, 40, 40], [40, 220, 60], [60, 120, 255]];
@@ -63,6 +100,18 @@ pub fn run(args: Args) -> Result<()> {
             let g = (((v - center) / width + 0.5).clamp(0.0, 1.0) * 255.0) as u8;
             rgb[(py * w + px) * 3..][..3].copy_from_slice(&[g, g, g]);
         }
+    }
+    if let Some(path) = &args.map {
+        let map = read_nifti(path, &opts)?.to_f32();
+        ct.ensure_same_grid(&args.case_dir.join("image.nii.gz"), &map, path)?;
+        let slice = map.data().index_axis(Axis(0), z);
+        let max = args
+            .map_max
+            .unwrap_or_else(|| slice.iter().copied().fold(0.0, f32::max));
+        if max > 0.0 {
+            overlay(&mut rgb, slice, max, s, w);
+        }
+        println!("map {} on slice z={z}: full heat at {max}", path.display());
     }
     for (a, color) in ann.iter().zip(COLORS) {
         let labels: Array2<u8> = a.data().index_axis(Axis(0), z).to_owned();

@@ -11,8 +11,9 @@ use statapp_metrics::{CasePaths, RoiMode, score_files};
 use statapp_pipeline::jobs::MetricsJob;
 use statapp_pipeline::{JobQueue, ObjectStore};
 use statapp_stages::score::{COMBINED, Merged, handle_metrics, merge_now, put_row};
-use statapp_volume::{ReadOptions, Volume, read_nifti_bytes};
+use statapp_volume::{ReadOptions, Volume, read_nifti, read_nifti_bytes};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const CASE: &str = "case_e2e";
@@ -103,6 +104,31 @@ fn a_case_flows_from_upload_to_the_combined_csv_and_duplicates_change_no_byte() 
         )
         .unwrap();
         assert_eq!(*row, direct.csv_row(CASE, name).join(","), "{name}");
+    }
+    // each ensemble's uncertainty maps lie on the image's grid, MI within [0, H]
+    let image = read_nifti(
+        fetch(&format!("cases/{CASE}/image.nii.gz")),
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    for name in names.iter().filter(|n| n.starts_with("ensemble_")) {
+        let map = |f: &str| {
+            let p = fetch(&format!("ensembles/{name}/{CASE}/{f}"));
+            let v = read_nifti(&p, &ReadOptions::default()).unwrap().into_f32();
+            image
+                .geometry
+                .ensure_same_grid(Path::new("image"), v.geometry(), &p)
+                .unwrap();
+            v
+        };
+        let (h, mi) = (map("entropy.nii.gz"), map("mutual_information.nii.gz"));
+        map("expected_entropy.nii.gz");
+        assert!(
+            h.data()
+                .iter()
+                .zip(mi.data())
+                .all(|(h, mi)| *mi >= 0.0 && mi <= h)
+        );
     }
     for stage in statapp_aws::QUEUE_STAGES {
         assert!(h.dead_letters(stage).is_empty(), "{stage}");

@@ -26,6 +26,8 @@ pub enum EnsembleError {
     NotFloat32(PathBuf),
     #[error("an ensemble needs at least one member")]
     NoMembers,
+    #[error("a block of rows is not one contiguous array")]
+    NotContiguous,
     #[error("{path}: I/O error: {source}")]
     Io {
         path: PathBuf,
@@ -54,30 +56,76 @@ pub fn argmax_labels(p: [&Array3<f32>; 3]) -> Array3<u8> {
     out
 }
 
-/// Rows read, averaged and written at a time by `ensemble_to_dir`.
-const ENSEMBLE_ROWS: usize = 16;
+/// Rows read, averaged and written at a time by `ensemble_to_dir` (every member's block is held
+/// at once: 9 members of a 512 x 512 CT take 9 x 3 x 8 MiB).
+const ENSEMBLE_ROWS: usize = 8;
 
-/// `ensemble` + `write_prediction` (the same bytes) a block of rows at a time: every member's
-/// maps are read as streams, so memory holds one block of each, not the volumes.
+/// The uncertainty maps of an ensemble, beside its probabilities (natural log, nats):
+/// predictive entropy `H[mean p]` (total), the members' expected entropy `E[H[p_m]]`
+/// (aleatoric) and their mutual information `H[mean p] - E[H[p_m]]` (epistemic).
+pub const UNCERTAINTY_FILES: [&str; 3] = [
+    "entropy.nii.gz",
+    "expected_entropy.nii.gz",
+    "mutual_information.nii.gz",
+];
+
+/// The four class probabilities of one member at one voxel, background `1 - (p1 + p2 + p3)`,
+/// in f64 (a negative rounding residue of the background counts as 0 in the entropies).
+fn classes(p: [f32; 3]) -> [f64; 4] {
+    let [a, b, c] = p.map(f64::from);
+    [1.0 - ((a + b) + c), a, b, c]
+}
+
+fn plogp(p: f64) -> f64 {
+    if p > 0.0 { p * p.ln() } else { 0.0 }
+}
+
+/// Entropy, expected entropy and mutual information at one voxel from its members'
+/// probabilities. The mutual information is the members' mean KL divergence from the mean
+/// (`mean_m sum_c p_mc ln(p_mc / pbar_c)`), which is exactly 0 for identical members; rounding
+/// residues are clamped so that `0 <= MI <= H` holds everywhere (Jensen: it does exactly).
+pub fn voxel_uncertainty(members: &[[f32; 3]], mean: [f64; 3]) -> [f32; 3] {
+    let pbar = {
+        let [a, b, c] = mean;
+        [1.0 - ((a + b) + c), a, b, c]
+    };
+    let h = -pbar.iter().map(|p| plogp(*p)).sum::<f64>();
+    let mut kl = 0.0;
+    for m in members {
+        for (p, q) in classes(*m).iter().zip(&pbar) {
+            if *p > 0.0 && *q > 0.0 {
+                kl += p * (p / q).ln();
+            }
+        }
+    }
+    let h = h.max(0.0);
+    let mi = (kl / members.len() as f64).clamp(0.0, h);
+    [h as f32, (h - mi) as f32, mi as f32]
+}
+
+/// `ensemble` + `write_prediction` (the same bytes) a block of rows at a time, and the
+/// uncertainty maps ([`UNCERTAINTY_FILES`]) from the same pass: every member's maps are read as
+/// streams, so memory holds one block of each, not the volumes.
 pub fn ensemble_to_dir(members: &[PathBuf], dir: &Path) -> Result<(), EnsembleError> {
     let first = members.first().ok_or(EnsembleError::NoMembers)?;
     let opts = ReadOptions::default();
-    let mut readers = Vec::with_capacity(3);
-    for file in PROB_FILES {
-        let mut per_file = Vec::with_capacity(members.len());
-        for m in members {
+    // readers[member][file]
+    let mut readers = Vec::with_capacity(members.len());
+    for m in members {
+        let mut per_member = Vec::with_capacity(3);
+        for file in PROB_FILES {
             let path = m.join(file);
             match NiftiRowReader::open(&path, &opts)? {
-                Some(r) => per_file.push(r),
+                Some(r) => per_member.push(r),
                 None => return Err(EnsembleError::NotFloat32(path)),
             }
         }
-        readers.push(per_file);
+        readers.push(per_member);
     }
     let reference = first.join(PROB_FILES[0]);
     let geometry = readers[0][0].geometry.clone();
-    for (file, per_file) in PROB_FILES.iter().zip(&readers) {
-        for (m, r) in members.iter().zip(per_file) {
+    for (m, per_member) in members.iter().zip(&readers) {
+        for (file, r) in PROB_FILES.iter().zip(per_member) {
             geometry.ensure_same_grid(&reference, &r.geometry, &m.join(file))?;
         }
     }
@@ -87,42 +135,88 @@ pub fn ensemble_to_dir(members: &[PathBuf], dir: &Path) -> Result<(), EnsembleEr
     })?;
     // straight to files beside their destinations: not even the compressed maps stay in memory
     let w = WriteOptions::default();
-    let mut maps = Vec::with_capacity(3);
-    for file in PROB_FILES {
-        maps.push(NiftiFileWriter::<f32>::create(
-            dir.join(file),
-            &geometry,
-            &w,
-        )?);
-    }
+    let create = |file: &str| NiftiFileWriter::<f32>::create(dir.join(file), &geometry, &w);
+    let mut maps = [
+        create(PROB_FILES[0])?,
+        create(PROB_FILES[1])?,
+        create(PROB_FILES[2])?,
+    ];
+    let mut uncertainty = [
+        create(UNCERTAINTY_FILES[0])?,
+        create(UNCERTAINTY_FILES[1])?,
+        create(UNCERTAINTY_FILES[2])?,
+    ];
     let mut labels = NiftiFileWriter::<u8>::create(dir.join(SEGMENTATION_FILE), &geometry, &w)?;
-    let n = members.len() as f64;
     for _ in (0..geometry.shape_zyx()[0]).step_by(ENSEMBLE_ROWS) {
-        let mut means = Vec::with_capacity(3);
-        for per_file in &mut readers {
-            let mut acc: Option<Array3<f64>> = None;
-            for r in per_file.iter_mut() {
-                let rows = r.read_rows(ENSEMBLE_ROWS)?;
-                match &mut acc {
-                    Some(a) => ndarray::Zip::from(a)
-                        .and(&rows)
-                        .for_each(|s, x| *s += f64::from(*x)),
-                    None => acc = Some(rows.mapv(f64::from)),
-                }
+        let mut block = Vec::with_capacity(members.len());
+        for per_member in &mut readers {
+            let mut files = Vec::with_capacity(3);
+            for r in per_member.iter_mut() {
+                files.push(r.read_rows(ENSEMBLE_ROWS)?);
             }
-            let acc = acc.ok_or(EnsembleError::NoMembers)?;
-            means.push(acc.mapv(|s| (s / n) as f32));
+            block.push(files);
         }
-        for (w, m) in maps.iter_mut().zip(&means) {
+        let (means, maps_u) = combine_block(&block)?;
+        for (w, m) in maps
+            .iter_mut()
+            .chain(&mut uncertainty)
+            .zip(means.iter().chain(&maps_u))
+        {
             w.write_rows(m.view())?;
         }
         labels.write_rows(argmax_labels([&means[0], &means[1], &means[2]]).view())?;
     }
-    for m in maps {
+    for m in maps.into_iter().chain(uncertainty) {
         m.finish()?;
     }
     labels.finish()?;
     Ok(())
+}
+
+/// Three maps of one block of rows.
+type Maps = [Array3<f32>; 3];
+
+/// One block of rows: `block[member][file]` -> the mean maps (each the f64 sum of the members
+/// rounded once to f32) and the three uncertainty maps.
+fn combine_block(block: &[Vec<Array3<f32>>]) -> Result<(Maps, Maps), EnsembleError> {
+    let dim = block.first().ok_or(EnsembleError::NoMembers)?[0].dim();
+    let n = block.len() as f64;
+    let flat: Vec<[&[f32]; 3]> = block
+        .iter()
+        .map(|files| {
+            let s = |f: usize| files[f].as_slice().ok_or(EnsembleError::NotContiguous);
+            Ok([s(0)?, s(1)?, s(2)?])
+        })
+        .collect::<Result<_, EnsembleError>>()?;
+    let len = dim.0 * dim.1 * dim.2;
+    let mut out: [Vec<f32>; 6] = std::array::from_fn(|_| vec![0.0; len]);
+    let [m0, m1, m2, h, e, mi] = &mut out;
+    use rayon::prelude::*;
+    (m0.par_iter_mut(), m1.par_iter_mut(), m2.par_iter_mut())
+        .into_par_iter()
+        .zip((h.par_iter_mut(), e.par_iter_mut(), mi.par_iter_mut()).into_par_iter())
+        .enumerate()
+        .for_each_init(Vec::new, |voxel, (i, ((a, b, c), (hh, ee, ii)))| {
+            voxel.clear();
+            voxel.extend(flat.iter().map(|f| [f[0][i], f[1][i], f[2][i]]));
+            let sum = voxel.iter().fold([0.0f64; 3], |acc, p| {
+                [
+                    acc[0] + f64::from(p[0]),
+                    acc[1] + f64::from(p[1]),
+                    acc[2] + f64::from(p[2]),
+                ]
+            });
+            let mean = sum.map(|s| s / n);
+            [*a, *b, *c] = mean.map(|m| m as f32);
+            [*hh, *ee, *ii] = voxel_uncertainty(voxel, mean);
+        });
+    let shape =
+        |v: Vec<f32>| Array3::from_shape_vec(dim, v).map_err(|_| EnsembleError::NotContiguous);
+    let [m0, m1, m2, h, e, mi] = out;
+    Ok((
+        [shape(m0)?, shape(m1)?, shape(m2)?],
+        [shape(h)?, shape(e)?, shape(mi)?],
+    ))
 }
 
 /// Writes a prediction directory (probability maps and segmentation).
@@ -260,6 +354,70 @@ mod tests {
         }
         assert_eq!(a, b);
         assert_eq!(la, lb);
+    }
+
+    fn read_map(dir: &Path, file: &str) -> Volume<f32> {
+        read_nifti(dir.join(file), &ReadOptions::default())
+            .unwrap()
+            .into_f32()
+    }
+
+    #[test]
+    fn uncertainty_maps_bound_each_other_on_the_images_grid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let g = Geometry::axis_aligned([19, 6, 5], [2.5, 0.7, 0.9], [10.0, -3.0, 4.0]);
+        let dirs: Vec<PathBuf> = (0..5).map(|i| tmp.path().join(format!("m{i}"))).collect();
+        for (i, d) in dirs.iter().enumerate() {
+            write_member(d, &g, i as u32 * 3);
+        }
+        let out = tmp.path().join("out");
+        ensemble_to_dir(&dirs, &out).unwrap();
+        let [h, e, mi] = UNCERTAINTY_FILES.map(|f| read_map(&out, f));
+        for v in [&h, &e, &mi] {
+            g.ensure_same_grid(Path::new("members"), v.geometry(), Path::new("map"))
+                .unwrap();
+        }
+        let mut informative = 0;
+        for ((h, e), mi) in h.data().iter().zip(e.data()).zip(mi.data()) {
+            assert!(*mi >= 0.0 && mi <= h && *e >= 0.0, "H {h} E {e} MI {mi}");
+            assert!(
+                (h - (e + mi)).abs() <= 1e-6 * h.max(1.0),
+                "H {h} != E {e} + MI {mi}"
+            );
+            assert!(*h <= 4f32.ln() + 1e-6);
+            informative += usize::from(*mi > 1e-3);
+        }
+        assert!(
+            informative > 100,
+            "members that disagree give mutual information"
+        );
+        // identical members: no epistemic uncertainty at all, the entropy is every member's
+        let same = vec![dirs[0].clone(); 3];
+        let out = tmp.path().join("same");
+        ensemble_to_dir(&same, &out).unwrap();
+        assert!(
+            read_map(&out, UNCERTAINTY_FILES[2])
+                .data()
+                .iter()
+                .all(|v| *v == 0.0)
+        );
+        assert_eq!(
+            read_map(&out, UNCERTAINTY_FILES[0]),
+            read_map(&out, UNCERTAINTY_FILES[1])
+        );
+    }
+
+    #[test]
+    fn one_voxel_by_hand() {
+        // two members: certain pancreas, certain kidney; mean [0, .5, .5, 0]
+        let members = [[1.0f32, 0.0, 0.0], [0.0, 1.0, 0.0]];
+        let [h, e, mi] = voxel_uncertainty(&members, [0.5, 0.5, 0.0]);
+        let ln2 = 2f32.ln();
+        assert!((h - ln2).abs() < 1e-7 && e == 0.0 && (mi - ln2).abs() < 1e-7);
+        // two identical uniform members: all aleatoric
+        let u = [0.25f32; 3];
+        let [h, e, mi] = voxel_uncertainty(&[u, u], [0.25; 3]);
+        assert!((h - 4f32.ln()).abs() < 1e-6 && h == e && mi == 0.0);
     }
 
     #[test]

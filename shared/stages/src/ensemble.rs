@@ -1,12 +1,13 @@
 //! Aggregate: the ensembles of one case (`ensemble_anno<k>` over each annotator's seeds,
-//! `ensemble_all` over every model; mean probabilities, argmax labels) once every registered
-//! model has predicted it, then one `MetricsJob` per ensemble.
+//! `ensemble_all` over every model; mean probabilities, argmax labels, and the entropy, expected
+//! entropy and mutual information maps) once every registered model has predicted it, then one
+//! `MetricsJob` per ensemble.
 
 use crate::StageError;
 use crate::digests::{PREDICTION_INPUTS, RowInputs, recorded_inputs, sha256_hex};
 use crate::ingest::registered_models;
 use crate::predictions;
-use statapp_nnunet::ensemble::{ensemble_to_dir, strategies};
+use statapp_nnunet::ensemble::{UNCERTAINTY_FILES, ensemble_to_dir, strategies};
 use statapp_pipeline::jobs::{EnsembleJob, Job, MetricsJob};
 use statapp_pipeline::{JobQueue, ObjectStore};
 
@@ -72,6 +73,10 @@ pub fn handle_ensemble(
                 source: Box::new(source),
             })?;
             predictions::upload(store, &out, &prefix, case)?;
+            for f in UNCERTAINTY_FILES {
+                let key = predictions::key(&prefix, case, f)?;
+                store.put(&key, &std::fs::read(out.join(f))?)?;
+            }
             store.put(&inputs_key, &inputs)?;
             written.push(name.clone());
         }
