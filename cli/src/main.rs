@@ -16,6 +16,7 @@ mod plan_inference;
 mod prepare;
 mod preview;
 mod progress;
+mod report;
 mod serve;
 mod status;
 mod synth;
@@ -45,6 +46,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Render a slice of a case with the three annotators' contours to a PNG.
     Preview(preview::Args),
+    /// The study's report from a combined metrics CSV: report.html, stats.json, figures.
+    Report(report::Args),
     /// Score predictions (METRICS.md) and merge metric rows.
     #[command(subcommand)]
     Metrics(metrics::Command),
@@ -142,6 +145,7 @@ fn main() -> anyhow::Result<()> {
         Command::Synth(args) => synth::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Preview(args) => preview::run(args),
+        Command::Report(args) => report::run(args),
         Command::Metrics(cmd) => metrics::run(cmd),
         Command::Ensemble(args) => ensemble::run(args),
         Command::Prepare(args) => prepare::run(args),

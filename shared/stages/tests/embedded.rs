@@ -471,6 +471,14 @@ fn metric_rows_equal_a_direct_run_and_merges_lose_nothing() {
     let row_text = String::from_utf8(e.store.get(&row_key).unwrap().unwrap()).unwrap();
     let expected = direct.csv_row("case_m", "m1").join(",");
     assert_eq!(row_text.lines().nth(1).unwrap(), expected);
+    // the report's curves beside the row, the same as scored directly
+    let curves = e
+        .store
+        .get(&key("metrics/curves/case_m/m1.json"))
+        .unwrap()
+        .unwrap();
+    let curves: statapp_metrics::curves::Curves = serde_json::from_slice(&curves).unwrap();
+    assert_eq!(curves, direct.curves);
     assert_eq!(
         merge(&e.store),
         Merged::Committed {
