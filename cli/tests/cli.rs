@@ -493,6 +493,26 @@ fn demo_runs_the_event_driven_pipeline_to_the_combined_csv() {
     // the training cases never enter the pipeline; nothing failed
     assert!(!out.join("bucket/cases/case_000").exists());
     assert!(!out.join("bucket/errors").exists());
+    // it ends with the report: its path, the headline, figures from the rows' curves
+    let report = out.join("report/report.html");
+    assert!(
+        summary.contains(&format!("report: {}", report.display())),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("headline:") && summary.contains("ECE"),
+        "{summary}"
+    );
+    assert!(out.join("report/figures/reliability.png").is_file());
+    assert!(out.join("report/figures/risk_coverage.svg").is_file());
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report/stats.json")).unwrap()).unwrap();
+    assert_eq!(stats["patients"], 2);
+    assert_eq!(stats["curves"]["rows_with_curves"], 20);
+    assert!(
+        out.join("bucket/ensembles/ensemble_all/case_003/mutual_information.nii.gz")
+            .is_file()
+    );
 }
 
 #[test]
