@@ -32,6 +32,8 @@ pub struct Figure {
     pub caption: String,
     pub png: Vec<u8>,
     pub svg: String,
+    /// Width in pixels of the PNG.
+    pub width: u32,
 }
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
@@ -96,6 +98,7 @@ fn render<P: Plot>(
         caption,
         png: png_bytes,
         svg,
+        width: w,
     })
 }
 

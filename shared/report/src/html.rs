@@ -58,7 +58,8 @@ const STYLE: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;mar
 padding:0 1.5em;max-width:1400px;color:#222;line-height:1.4}h1,h2,h3{color:#333}table{border-collapse:collapse;\
 margin:0.5em 0 1.5em;font-size:0.9em}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}\
 th{background:#f2f2f2}td.l,th.l{text-align:left}.sig{background:#e6f4e6;font-weight:bold}\
-figure{margin:1em 0 2em}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:0.9em;\
+.figs{display:flex;flex-wrap:wrap;gap:1em 2em;align-items:flex-start}figure{margin:0 0 1em}\
+figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:0.9em;\
 color:#444;max-width:1100px}.headline{font-size:1.05em;background:#f7f7fb;border-left:4px solid \
 #50148c;padding:0.6em 1em}.note{color:#555;font-size:0.9em}";
 
@@ -239,8 +240,9 @@ fn figure(out: &mut String, f: &Figure) {
     let data = base64::engine::general_purpose::STANDARD.encode(&f.png);
     let _ = write!(
         out,
-        "<figure><img alt=\"{}\" src=\"data:image/png;base64,{data}\"><figcaption><b>{}.</b> {} \
-         (files: figures/{}.png, figures/{}.svg)</figcaption></figure>",
+        "<figure style=\"max-width:{}px\"><img alt=\"{}\" src=\"data:image/png;base64,{data}\">\
+         <figcaption><b>{}.</b> {} (files: figures/{}.png, figures/{}.svg)</figcaption></figure>",
+        f.width,
         escape(&f.title),
         escape(&f.title),
         escape(&f.caption),
@@ -294,9 +296,11 @@ pub fn page(analysis: &Analysis, pooled: &Pooled, figures: &[Figure]) -> String 
             pooled.rows_with_curves, pooled.rows_without_curves
         );
     }
+    out.push_str("<div class=figs>");
     for f in figures {
         figure(&mut out, f);
     }
+    out.push_str("</div>");
     out.push_str(
         "<h2>Method</h2><p class=note>Each ensemble is compared with the single models on the \
          same patients: per patient, the mean of the single models' values (those defined) \
