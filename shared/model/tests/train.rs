@@ -237,3 +237,69 @@ fn final_validation_scores_every_validation_case() {
     }
     assert!(summary["foreground_mean"].get("Dice").is_some());
 }
+
+/// The log without its wall-clock seconds.
+fn epochs_without_time(log: &TrainingLog) -> Vec<String> {
+    log.epochs
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e.seconds = 0.0;
+            format!("{e:?}")
+        })
+        .collect()
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_uninterrupted_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepared(tmp.path());
+    let dev = Device::flex();
+    let settings = TrainSettings {
+        max_epochs: 4,
+        ..tiny(9, "0")
+    };
+    let whole = train(&data, &tmp.path().join("a"), &settings, &dev, &mut |_| {}).unwrap();
+
+    // killed while epoch 2 ends, before its checkpoint: epochs 0 and 1 are saved
+    let root = tmp.path().join("b");
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train(&data, &root, &settings, &dev, &mut |e| {
+            assert!(e.epoch < 2, "interrupted");
+        })
+    }));
+    assert!(killed.is_err());
+    let work = root.join(format!(".partial-{}", settings.model_id()));
+    assert!(work.join("checkpoint_latest/state.json").is_file());
+    let mut seen = Vec::new();
+    let resumed = train(&data, &root, &settings, &dev, &mut |e| seen.push(e.epoch)).unwrap();
+    assert_eq!(seen, [2, 3], "resumed after the last saved epoch");
+    for file in ["checkpoint_final.bpk", "checkpoint_best.bpk"] {
+        assert_eq!(
+            weights(&resumed.model_dir, file),
+            weights(&whole.model_dir, file),
+            "{file}"
+        );
+    }
+    assert_eq!(
+        epochs_without_time(&resumed.log),
+        epochs_without_time(&whole.log)
+    );
+    // like nnU-Net, the finished model keeps no checkpoint_latest
+    assert!(!resumed.model_dir.join("checkpoint_latest").exists());
+
+    // a checkpoint of other settings is not resumed: that run starts at epoch 0
+    let root = tmp.path().join("c");
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train(&data, &root, &settings, &dev, &mut |e| {
+            assert!(e.epoch < 1, "interrupted");
+        })
+    }));
+    let other = TrainSettings {
+        iterations: 3,
+        ..settings.clone()
+    };
+    let mut seen = Vec::new();
+    train(&data, &root, &other, &dev, &mut |e| seen.push(e.epoch)).unwrap();
+    assert_eq!(seen, [0, 1, 2, 3]);
+}

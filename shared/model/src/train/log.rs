@@ -41,7 +41,7 @@ pub struct TrainingLog {
 
 /// The original trainer's rule: keep the best EMA pseudo-Dice, stop after `patience` epochs
 /// without a new best.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EarlyStopping {
     patience: usize,
     ema: Option<f64>,

@@ -6,14 +6,17 @@
 //! augmented patches, a third of them forced to contain foreground, with the Dice + CE loss over
 //! the deep-supervision outputs; then `val_iterations` unaugmented validation batches give the
 //! pseudo-Dice. Unlike nnU-Net, which draws new validation patches every epoch, the validation
-//! patches are the same every epoch, so the EMA and early stopping react to the network only. The model directory is assembled under a temporary name and renamed when
-//! training ends, so a half-trained model is never visible and a rerun starts afresh.
+//! patches are the same every epoch, so the EMA and early stopping react to the network only.
+//! The model directory is assembled under a temporary name and renamed when training ends, so a
+//! half-trained model is never visible; a rerun of an interrupted job resumes from the last
+//! completed epoch (`resume`) with the weights an uninterrupted run would have.
 
 pub mod augment;
 pub mod clip;
 pub mod data;
 pub mod log;
 pub mod loss;
+pub mod resume;
 pub mod validation;
 
 pub use crate::checkpoint::{CHECKPOINT_BEST, CHECKPOINT_FINAL};
@@ -180,14 +183,37 @@ pub fn train(
 
     std::fs::create_dir_all(models_root).map_err(|e| io_err(models_root, e))?;
     let work = models_root.join(format!(".partial-{model_id}"));
-    if work.exists() {
-        std::fs::remove_dir_all(&work).map_err(|e| io_err(&work, e))?;
+    let train_device = device.clone().autodiff();
+    let optim = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.99,
+            dampening: 0.0,
+            nesterov: true,
+        }))
+        .with_weight_decay(Some(WeightDecayConfig::new(3e-5)))
+        .init();
+    let resumed = if work.exists() {
+        resume::load(
+            &work,
+            settings,
+            &plans_text,
+            &network,
+            optim.clone(),
+            &train_device,
+        )?
+    } else {
+        None
+    };
+    if resumed.is_none() {
+        if work.exists() {
+            std::fs::remove_dir_all(&work).map_err(|e| io_err(&work, e))?;
+        }
+        std::fs::create_dir_all(&work).map_err(|e| io_err(&work, e))?;
+        std::fs::write(work.join("plans.json"), &plans_text).map_err(|e| io_err(&work, e))?;
+        write_dataset_json(&work, split.train.len())?;
     }
-    std::fs::create_dir_all(&work).map_err(|e| io_err(&work, e))?;
-    std::fs::write(work.join("plans.json"), &plans_text).map_err(|e| io_err(&work, e))?;
-    write_dataset_json(&work, split.train.len())?;
 
-    let mut log = TrainingLog {
+    let fresh_log = TrainingLog {
         model_id: model_id.clone(),
         configuration: settings.configuration.clone(),
         seed: settings.seed,
@@ -209,20 +235,27 @@ pub fn train(
         scales: deep_supervision_strides(&network),
         batch_dice: config.batch_dice,
     };
-    let train_device = device.clone().autodiff();
-    let mut net = PlainConvUNet::new(&network, settings.seed, &train_device);
-    let mut optim = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig {
-            momentum: 0.99,
-            dampening: 0.0,
-            nesterov: true,
-        }))
-        .with_weight_decay(Some(WeightDecayConfig::new(3e-5)))
-        .init();
-    let mut train_rng = Rng::derive(settings.seed, 1);
-    let mut stopping = EarlyStopping::new(settings.patience);
+    let (mut net, mut optim, mut train_rng, mut stopping, mut log, first_epoch) = match resumed {
+        Some(r) => (
+            r.net,
+            r.optim,
+            Rng::new(r.state.rng),
+            r.state.stopping,
+            r.state.log,
+            r.state.next_epoch,
+        ),
+        None => (
+            PlainConvUNet::new(&network, settings.seed, &train_device),
+            optim,
+            Rng::derive(settings.seed, 1),
+            EarlyStopping::new(settings.patience),
+            fresh_log,
+            0,
+        ),
+    };
+    let plans_sha256 = resume::plans_sha256(&plans_text);
 
-    for epoch in 0..settings.max_epochs {
+    for epoch in first_epoch..settings.max_epochs {
         let start = Instant::now();
         let lr = poly_lr(settings.initial_lr, epoch, settings.max_epochs);
         let mut loss_sum = 0.0;
@@ -278,7 +311,19 @@ pub fn train(
             log.stop_reason = "early_stopping".into();
             break;
         }
+        if epoch + 1 < settings.max_epochs {
+            let state = resume::LatestState {
+                settings: settings.clone(),
+                plans_sha256: plans_sha256.clone(),
+                next_epoch: epoch + 1,
+                rng: train_rng.state(),
+                stopping: stopping.clone(),
+                log: log.clone(),
+            };
+            resume::save(&work, &net, &optim, &state)?;
+        }
     }
+    resume::remove(&work)?;
     let final_net = net.valid();
     save_weights(&final_net, &work, CHECKPOINT_FINAL)?;
     write_json(&work.join(TRAINING_LOG), &log)?;
