@@ -303,3 +303,61 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_weights() {
     train(&data, &root, &other, &dev, &mut |e| seen.push(e.epoch)).unwrap();
     assert_eq!(seen, [0, 1, 2, 3]);
 }
+
+#[test]
+fn unpacked_cases_read_in_regions_give_the_patches_of_cases_in_memory() {
+    use statapp_model::rng::Rng;
+    use statapp_model::train::augment::sample_patch;
+    use statapp_model::train::data::{TrainCase, load_case};
+    use statapp_volume::{ReadOptions, read_nifti};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepared(tmp.path());
+    let folder = data.join("nnUNetPlans_3d_cpu");
+    let id = "case_000";
+    let read = |f: &str| {
+        read_nifti(folder.join(f), &ReadOptions::default())
+            .unwrap()
+            .into_f32()
+            .data()
+            .clone()
+    };
+    let image = read(&format!("{id}_data.nii.gz"));
+    let labels = read(&format!("{id}_seg.nii.gz")).mapv(|v| v.max(0.0) as u8);
+    let memory = TrainCase::new(id.into(), image.clone(), labels.clone(), 3);
+    let files = load_case(&data, "nnUNetPlans_3d_cpu", id, 3).unwrap();
+    assert!(folder.join(format!("unpacked/{id}.json")).is_file());
+    assert_eq!(files.shape(), memory.shape());
+    assert_eq!(files.counts(), memory.counts());
+    for (c, &n) in (1..).zip(memory.counts()) {
+        for i in (0..n).step_by(97) {
+            assert_eq!(
+                files.location(c, i).unwrap(),
+                memory.location(c, i).unwrap()
+            );
+        }
+    }
+    let whole = files.whole().unwrap();
+    assert_eq!(whole.image, image);
+    assert_eq!(whole.labels, labels);
+    // augmented patches (rotations and scaling read boxes of the case) match draw for draw
+    let (mut a, mut b) = (Rng::new(3), Rng::new(3));
+    for i in 0..40 {
+        let fg = i % 3 == 0;
+        assert_eq!(
+            sample_patch(&files, [16, 32, 32], fg, true, &mut a).unwrap(),
+            sample_patch(&memory, [16, 32, 32], fg, true, &mut b).unwrap()
+        );
+    }
+    // a second load reads the unpacked record, a changed prepared file is unpacked again
+    let again = load_case(&data, "nnUNetPlans_3d_cpu", id, 3).unwrap();
+    assert_eq!(again.counts(), files.counts());
+    let seg = folder.join(format!("{id}_seg.nii.gz"));
+    let other = folder.join("case_001_seg.nii.gz");
+    std::fs::copy(&other, &seg).unwrap();
+    let changed = load_case(&data, "nnUNetPlans_3d_cpu", id, 3);
+    // case_001's labels have another shape or other positions: either a clear error or new data
+    match changed {
+        Ok(c) => assert_ne!(c.counts(), files.counts()),
+        Err(e) => assert!(e.to_string().contains("differ in shape"), "{e}"),
+    }
+}

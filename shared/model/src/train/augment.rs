@@ -4,7 +4,7 @@
 //! simulation, gamma (plain and inverted), and mirroring. Probabilities and ranges are nnU-Net
 //! v2's `get_training_transforms` defaults; every draw comes from the caller's seeded stream.
 
-use super::data::TrainCase;
+use super::data::{DataError, Region, TrainCase};
 use crate::rng::Rng;
 
 /// One sampled patch, `[z, y, x]` in C order.
@@ -37,12 +37,16 @@ pub fn sample_patch(
     force_foreground: bool,
     augment: bool,
     rng: &mut Rng,
-) -> Patch {
+) -> Result<Patch, DataError> {
     let shape = case.shape();
-    let present: Vec<&Vec<[usize; 3]>> = case.locations.iter().filter(|l| !l.is_empty()).collect();
+    // foreground classes present (1-based) with their kept positions
+    let present: Vec<(usize, usize)> = (1..)
+        .zip(case.counts().iter().copied())
+        .filter(|(_, n)| *n > 0)
+        .collect();
     let center: [f64; 3] = if force_foreground && !present.is_empty() {
-        let locs = present[rng.below(present.len())];
-        locs[rng.below(locs.len())].map(|v| v as f64)
+        let (c, n) = present[rng.below(present.len())];
+        case.location(c, rng.below(n))?.map(|v| v as f64)
     } else {
         std::array::from_fn(|a| {
             let (s, p) = (shape[a] as f64, patch[a] as f64);
@@ -68,7 +72,9 @@ pub fn sample_patch(
             }
         }
     }
-    let mut out = resample(case, patch, center, &matrix);
+    let (origin, size) = source_box(shape, patch, center, &matrix);
+    let region = case.region(origin, size)?;
+    let mut out = resample(&region, shape, patch, center, &matrix);
     if augment {
         intensity(&mut out.image, patch, rng);
         for axis in 0..3 {
@@ -78,7 +84,48 @@ pub fn sample_patch(
             }
         }
     }
-    out
+    Ok(out)
+}
+
+/// The box of the case that the patch reads: the crop, or the bounding box of the transformed
+/// patch's corners with the interpolation's next voxel, within the case.
+fn source_box(
+    shape: [usize; 3],
+    patch: [usize; 3],
+    center: [f64; 3],
+    m: &[[f64; 3]; 3],
+) -> ([usize; 3], [usize; 3]) {
+    let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
+    if is_identity(m) {
+        for a in 0..3 {
+            lo[a] = center[a].round() - (patch[a] / 2) as f64;
+            hi[a] = lo[a] + patch[a] as f64 - 1.0;
+        }
+    } else {
+        let half: [f64; 3] = std::array::from_fn(|a| (patch[a] as f64 - 1.0) / 2.0);
+        for corner in 0..8usize {
+            let o: [f64; 3] = std::array::from_fn(|a| {
+                if (corner >> a) & 1 == 1 {
+                    half[a]
+                } else {
+                    -half[a]
+                }
+            });
+            for a in 0..3 {
+                let v = center[a] + (0..3).map(|k| m[a][k] * o[k]).sum::<f64>();
+                lo[a] = lo[a].min(v.floor());
+                hi[a] = hi[a].max(v.floor() + 1.0);
+            }
+        }
+    }
+    let clip = |v: f64, a: usize| v.clamp(0.0, shape[a] as f64) as usize;
+    let origin: [usize; 3] = std::array::from_fn(|a| clip(lo[a], a));
+    let end: [usize; 3] = std::array::from_fn(|a| clip(hi[a] + 1.0, a).max(origin[a]));
+    (origin, std::array::from_fn(|a| end[a] - origin[a]))
+}
+
+fn is_identity(m: &[[f64; 3]; 3]) -> bool {
+    *m == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
 }
 
 /// Rotation about the z, y and x axes (voxel space, as nnU-Net).
@@ -110,13 +157,18 @@ fn matmul(a: [[f64; 3]; 3], b: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
 /// is interpolated linearly and the largest wins, ties to the lower label (nnU-Net's
 /// `mode_seg='bilinear'` without background-style sampling), background outside. Without a
 /// rotation or scaling the patch is a plain crop starting at `center - patch / 2`, as there.
-fn resample(case: &TrainCase, patch: [usize; 3], center: [f64; 3], m: &[[f64; 3]; 3]) -> Patch {
-    let shape = case.shape();
+fn resample(
+    case: &Region,
+    shape: [usize; 3],
+    patch: [usize; 3],
+    center: [f64; 3],
+    m: &[[f64; 3]; 3],
+) -> Patch {
     let n = patch.iter().product();
     let mut image = Vec::with_capacity(n);
     let mut labels = Vec::with_capacity(n);
     let half: [f64; 3] = std::array::from_fn(|a| (patch[a] as f64 - 1.0) / 2.0);
-    let identity = *m == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    let identity = is_identity(m);
     let start: [f64; 3] = std::array::from_fn(|a| center[a].round() - (patch[a] / 2) as f64);
     for z in 0..patch[0] {
         for y in 0..patch[1] {
@@ -126,16 +178,16 @@ fn resample(case: &TrainCase, patch: [usize; 3], center: [f64; 3], m: &[[f64; 3]
                     let src: [isize; 3] = std::array::from_fn(|a| (start[a] + i[a]) as isize);
                     let inside = (0..3).all(|a| src[a] >= 0 && (src[a] as usize) < shape[a]);
                     let at = src.map(|v| v.max(0) as usize);
-                    image.push(if inside { case.image[at] } else { 0.0 });
-                    labels.push(if inside { case.labels[at] } else { 0 });
+                    image.push(if inside { case.image_at(at) } else { 0.0 });
+                    labels.push(if inside { case.label_at(at) } else { 0 });
                     continue;
                 }
                 let o: [f64; 3] = std::array::from_fn(|a| i[a] - half[a]);
                 let src: [f64; 3] = std::array::from_fn(|a| {
                     center[a] + (0..3).map(|k| m[a][k] * o[k]).sum::<f64>()
                 });
-                image.push(linear(&case.image, shape, src));
-                labels.push(label_linear(&case.labels, shape, src));
+                image.push(linear(|i| case.image_at(i), shape, src));
+                labels.push(label_linear(|i| case.label_at(i), shape, src));
             }
         }
     }
@@ -164,11 +216,11 @@ fn corners(shape: [usize; 3], p: [f64; 3]) -> impl Iterator<Item = ([usize; 3], 
 
 /// The label whose linearly interpolated indicator is largest at `p` (ties: the lower label;
 /// nothing inside: background).
-fn label_linear(labels: &ndarray::Array3<u8>, shape: [usize; 3], p: [f64; 3]) -> u8 {
+fn label_linear(at: impl Fn([usize; 3]) -> u8, shape: [usize; 3], p: [f64; 3]) -> u8 {
     // at most eight labels meet at a point: sum their weights in a small list
     let mut acc: Vec<(u8, f64)> = Vec::with_capacity(8);
     for (idx, w) in corners(shape, p) {
-        let l = labels[idx];
+        let l = at(idx);
         match acc.iter_mut().find(|(k, _)| *k == l) {
             Some((_, s)) => *s += w,
             None => acc.push((l, w)),
@@ -184,9 +236,10 @@ fn label_linear(labels: &ndarray::Array3<u8>, shape: [usize; 3], p: [f64; 3]) ->
     best.0
 }
 
-fn linear(img: &ndarray::Array3<f32>, shape: [usize; 3], p: [f64; 3]) -> f32 {
+/// Trilinear interpolation of the volume that `at` reads, zero outside `shape`.
+fn linear(at: impl Fn([usize; 3]) -> f32, shape: [usize; 3], p: [f64; 3]) -> f32 {
     corners(shape, p)
-        .map(|(idx, w)| w * f64::from(img[idx]))
+        .map(|(idx, w)| w * f64::from(at(idx)))
         .sum::<f64>() as f32
 }
 
@@ -346,7 +399,7 @@ fn low_resolution(img: &mut [f32], patch: [usize; 3], zoom: f64) {
                     ((p[a] as f64 + 0.5) * small[a] as f64 / patch[a] as f64 - 0.5)
                         .clamp(0.0, small[a] as f64 - 1.0)
                 });
-                img[z * s[0] + y * s[1] + x] = linear(&coarse, small, c);
+                img[z * s[0] + y * s[1] + x] = linear(|i| coarse[i], small, c);
             }
         }
     }
@@ -380,12 +433,12 @@ mod tests {
         let c = case();
         let mut rng = Rng::new(1);
         for _ in 0..20 {
-            let p = sample_patch(&c, [4, 6, 6], false, false, &mut rng);
+            let p = sample_patch(&c, [4, 6, 6], false, false, &mut rng).unwrap();
             // a crop of a linear ramp: consecutive x differ by 1, y by 20, z by 400
             assert_eq!(p.image[1] - p.image[0], 1.0);
             assert_eq!(p.image[6] - p.image[0], 20.0);
             assert_eq!(p.image[36] - p.image[0], 400.0);
-            let f = sample_patch(&c, [4, 6, 6], true, false, &mut rng);
+            let f = sample_patch(&c, [4, 6, 6], true, false, &mut rng).unwrap();
             assert!(f.labels.contains(&1));
         }
     }
@@ -396,13 +449,13 @@ mod tests {
         let a: Vec<Patch> = {
             let mut rng = Rng::new(9);
             (0..30)
-                .map(|_| sample_patch(&c, [8, 8, 8], true, true, &mut rng))
+                .map(|_| sample_patch(&c, [8, 8, 8], true, true, &mut rng).unwrap())
                 .collect()
         };
         let b: Vec<Patch> = {
             let mut rng = Rng::new(9);
             (0..30)
-                .map(|_| sample_patch(&c, [8, 8, 8], true, true, &mut rng))
+                .map(|_| sample_patch(&c, [8, 8, 8], true, true, &mut rng).unwrap())
                 .collect()
         };
         assert_eq!(a, b);
@@ -437,10 +490,10 @@ mod tests {
         l[[0, 0, 2]] = 2;
         let shape = [1, 1, 4];
         // halfway between labels 1 and 2: a tie, the lower label wins
-        assert_eq!(label_linear(&l, shape, [0.0, 0.0, 1.5]), 1);
-        assert_eq!(label_linear(&l, shape, [0.0, 0.0, 1.6]), 2);
-        assert_eq!(label_linear(&l, shape, [0.0, 0.0, 0.4]), 0);
+        assert_eq!(label_linear(|i| l[i], shape, [0.0, 0.0, 1.5]), 1);
+        assert_eq!(label_linear(|i| l[i], shape, [0.0, 0.0, 1.6]), 2);
+        assert_eq!(label_linear(|i| l[i], shape, [0.0, 0.0, 0.4]), 0);
         // outside the volume: background
-        assert_eq!(label_linear(&l, shape, [0.0, 0.0, 7.0]), 0);
+        assert_eq!(label_linear(|i| l[i], shape, [0.0, 0.0, 7.0]), 0);
     }
 }

@@ -265,7 +265,7 @@ pub fn train(
                 settings.augment,
                 &mut train_rng,
                 &train_device,
-            );
+            )?;
             let loss = loss::deep_supervision_loss(
                 net.forward(batch.image),
                 batch.targets,
@@ -286,7 +286,7 @@ pub fn train(
             settings.val_iterations,
             &mut val_rng,
             device,
-        );
+        )?;
         let mean = mean_defined(&dice);
         let verdict = stopping.update(mean);
         if verdict.new_best {
@@ -400,13 +400,19 @@ struct Batcher {
 
 impl Batcher {
     /// nnU-Net's `get_do_oversample`: the last third of the batch is forced to foreground.
-    fn batch(&self, cases: &[&TrainCase], augment: bool, rng: &mut Rng, device: &Device) -> Batch {
+    fn batch(
+        &self,
+        cases: &[&TrainCase],
+        augment: bool,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Batch, data::DataError> {
         let keep_random = (self.batch_size as f64 * (1.0 - OVERSAMPLE_FOREGROUND)).round() as usize;
         let mut image = Vec::new();
         let mut labels = Vec::new();
         for b in 0..self.batch_size {
             let case = cases[rng.below(cases.len())];
-            let p = sample_patch(case, self.patch, b >= keep_random, augment, rng);
+            let p = sample_patch(case, self.patch, b >= keep_random, augment, rng)?;
             image.extend_from_slice(&p.image);
             labels.extend_from_slice(&p.labels);
         }
@@ -420,11 +426,11 @@ impl Batcher {
             .iter()
             .map(|s| self.one_hot(&labels, *s, device))
             .collect();
-        Batch {
+        Ok(Batch {
             image,
             targets,
             labels,
-        }
+        })
     }
 
     /// Labels at `1/stride` resolution (PyTorch's `nearest-exact`: source `floor((i + 0.5) * s)`),
@@ -468,13 +474,13 @@ fn validate(
     iterations: usize,
     rng: &mut Rng,
     device: &Device,
-) -> (f64, Vec<Option<f64>>) {
+) -> Result<(f64, Vec<Option<f64>>), data::DataError> {
     let fg = NUM_CLASSES - 1;
     let (mut tp, mut fp, mut fn_) = (vec![0u64; fg], vec![0u64; fg], vec![0u64; fg]);
     let mut loss_sum = 0.0;
     let n_vox: usize = batcher.patch.iter().product();
     for _ in 0..iterations {
-        let batch = batcher.batch(cases, false, rng, device);
+        let batch = batcher.batch(cases, false, rng, device)?;
         let outputs = net.forward(batch.image);
         let top = outputs[0].clone();
         loss_sum += f64::from(
@@ -502,10 +508,10 @@ fn validate(
             }
         }
     }
-    (
+    Ok((
         loss_sum / iterations.max(1) as f64,
         pseudo_dice(&tp, &fp, &fn_),
-    )
+    ))
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {

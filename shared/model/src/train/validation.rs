@@ -4,12 +4,20 @@
 //! nnU-Net, cases are scored on the preprocessed grid (statapp keeps no raw copies beside the
 //! training data), so the numbers are those of the network, not of the export.
 
-use super::data::TrainCase;
+use super::data::{DataError, TrainCase};
 use crate::infer::argmax;
 use crate::predict::{PredictError, PredictOptions, predict_logits};
 use crate::unet::PlainConvUNet;
 use burn::tensor::Device;
 use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Predict(#[from] PredictError),
+}
 
 /// Per-class confusion counts of a prediction against the reference labels.
 fn counts(pred: &ndarray::Array3<u8>, reference: &ndarray::Array3<u8>, class: u8) -> [u64; 4] {
@@ -60,16 +68,17 @@ pub fn final_validation(
     patch: [usize; 3],
     classes: usize,
     device: &Device,
-) -> Result<Value, PredictError> {
+) -> Result<Value, ValidationError> {
     let opts = PredictOptions::default().mirror(&[0, 1, 2]);
     let mut per_case = Vec::new();
     let mut dice: Vec<Vec<Option<f64>>> = vec![Vec::new(); classes - 1];
     for case in cases {
-        let logits = predict_logits(net, &case.image, patch, opts, classes, device)?;
+        let whole = case.whole()?;
+        let logits = predict_logits(net, &whole.image, patch, opts, classes, device)?;
         let pred = argmax(logits.outer_iter());
         let mut m = serde_json::Map::new();
         for c in 1..classes {
-            let value = metrics(counts(&pred, &case.labels, c as u8));
+            let value = metrics(counts(&pred, &whole.labels, c as u8));
             dice[c - 1].push(value["Dice"].as_f64());
             m.insert(c.to_string(), value);
         }
