@@ -44,6 +44,9 @@ const GRAD_CLIP_NORM: f64 = 12.0;
 pub const TRAINING_LOG: &str = "training_log.json";
 pub const TRAINING_CURVE: &str = "training_curve.png";
 
+/// Batches the sampling thread may prepare ahead of the device.
+const PREFETCH_BATCHES: usize = 2;
+
 /// Fraction of each batch forced to contain foreground (nnU-Net's `oversample_foreground_percent`).
 const OVERSAMPLE_FOREGROUND: f64 = 0.33;
 
@@ -259,23 +262,41 @@ pub fn train(
         let start = Instant::now();
         let lr = poly_lr(settings.initial_lr, epoch, settings.max_epochs);
         let mut loss_sum = 0.0;
-        for _ in 0..settings.iterations {
-            let batch = batcher.batch(
-                &train_cases,
-                settings.augment,
-                &mut train_rng,
-                &train_device,
-            )?;
-            let loss = loss::deep_supervision_loss(
-                net.forward(batch.image),
-                batch.targets,
-                batcher.batch_dice,
-            );
-            loss_sum += f64::from(loss.clone().into_scalar::<f32>());
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
-            let (grads, _) = clip::clip_global_norm(&net, grads, GRAD_CLIP_NORM);
-            net = optim.step(lr, net, grads);
-        }
+        // one background thread samples and augments the epoch's batches in order, from the
+        // same stream as in the foreground, a few batches ahead of the device
+        let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_BATCHES);
+        let mut rng = train_rng.clone();
+        net = std::thread::scope(|scope| -> Result<PlainConvUNet, TrainError> {
+            // owned here: an early return drops it, so a blocked producer ends
+            let (mut net, rx) = (net, rx);
+            let (batcher, cases) = (&batcher, &train_cases);
+            let producer = scope.spawn(move || {
+                for _ in 0..settings.iterations {
+                    let batch = batcher.sample(cases, settings.augment, &mut rng);
+                    let failed = batch.is_err();
+                    if tx.send(batch).is_err() || failed {
+                        break;
+                    }
+                }
+                rng
+            });
+            for batch in rx.iter().take(settings.iterations) {
+                let batch = batch?.into_device(&train_device);
+                let loss = loss::deep_supervision_loss(
+                    net.forward(batch.image),
+                    batch.targets,
+                    batcher.batch_dice,
+                );
+                loss_sum += f64::from(loss.clone().into_scalar::<f32>());
+                let grads = GradientsParams::from_grads(loss.backward(), &net);
+                let (grads, _) = clip::clip_global_norm(&net, grads, GRAD_CLIP_NORM);
+                net = optim.step(lr, net, grads);
+            }
+            train_rng = producer
+                .join()
+                .map_err(|_| TrainError::Settings("the batch sampling thread panicked".into()))?;
+            Ok(net)
+        })?;
         let eval = net.valid();
         // the same validation patches every epoch: the EMA follows the network, not the draw
         let mut val_rng = Rng::derive(settings.seed, 2);
@@ -390,6 +411,27 @@ struct Batch {
     labels: Vec<u8>,
 }
 
+/// [`Batch`] before it goes to the device.
+struct HostBatch {
+    image: TensorData,
+    targets: Vec<TensorData>,
+    labels: Vec<u8>,
+}
+
+impl HostBatch {
+    fn into_device(self, device: &Device) -> Batch {
+        Batch {
+            image: Tensor::from_data(self.image, device),
+            targets: self
+                .targets
+                .into_iter()
+                .map(|t| Tensor::from_data(t, device))
+                .collect(),
+            labels: self.labels,
+        }
+    }
+}
+
 struct Batcher {
     patch: [usize; 3],
     batch_size: usize,
@@ -407,6 +449,17 @@ impl Batcher {
         rng: &mut Rng,
         device: &Device,
     ) -> Result<Batch, data::DataError> {
+        Ok(self.sample(cases, augment, rng)?.into_device(device))
+    }
+
+    /// A batch on the host: the CPU work of a step (sampling, augmentation, one-hot targets),
+    /// which a background thread does while the device trains on the previous batch.
+    fn sample(
+        &self,
+        cases: &[&TrainCase],
+        augment: bool,
+        rng: &mut Rng,
+    ) -> Result<HostBatch, data::DataError> {
         let keep_random = (self.batch_size as f64 * (1.0 - OVERSAMPLE_FOREGROUND)).round() as usize;
         let mut image = Vec::new();
         let mut labels = Vec::new();
@@ -417,16 +470,13 @@ impl Batcher {
             labels.extend_from_slice(&p.labels);
         }
         let [pz, py, px] = self.patch;
-        let image = Tensor::from_data(
-            TensorData::new(image, [self.batch_size, 1, pz, py, px]),
-            device,
-        );
+        let image = TensorData::new(image, [self.batch_size, 1, pz, py, px]);
         let targets = self
             .scales
             .iter()
-            .map(|s| self.one_hot(&labels, *s, device))
+            .map(|s| self.one_hot(&labels, *s))
             .collect();
-        Ok(Batch {
+        Ok(HostBatch {
             image,
             targets,
             labels,
@@ -435,7 +485,7 @@ impl Batcher {
 
     /// Labels at `1/stride` resolution (PyTorch's `nearest-exact`: source `floor((i + 0.5) * s)`),
     /// one-hot over the classes.
-    fn one_hot(&self, labels: &[u8], stride: [usize; 3], device: &Device) -> Tensor<5> {
+    fn one_hot(&self, labels: &[u8], stride: [usize; 3]) -> TensorData {
         let [pz, py, px] = self.patch;
         let shape = [pz / stride[0], py / stride[1], px / stride[2]];
         let n: usize = shape.iter().product();
@@ -455,12 +505,9 @@ impl Batcher {
                 }
             }
         }
-        Tensor::from_data(
-            TensorData::new(
-                out,
-                [self.batch_size, NUM_CLASSES, shape[0], shape[1], shape[2]],
-            ),
-            device,
+        TensorData::new(
+            out,
+            [self.batch_size, NUM_CLASSES, shape[0], shape[1], shape[2]],
         )
     }
 }
