@@ -24,6 +24,12 @@ Usage:
       dataset.json, e.g. ../shared/curvas).
   python tools/nnunet_model_reference.py bench-tile MODEL_FOLDER on|off REPEATS
       Seconds per tile of nnUNetPredictor's network pass (with its mirroring when on) on 2 threads.
+  python tools/nnunet_model_reference.py bench-train PLANS_DIR cuda|cpu STEPS amp|f32
+      Milliseconds per training step of the 3d_fullres network of PLANS_DIR as nnUNetTrainer takes
+      it (deep supervision, Dice + CE with its weights, SGD Nesterov 0.99, gradients clipped at 12;
+      `amp`: autocast float16 with a GradScaler, nnU-Net's default on CUDA) on a synthetic batch of
+      the plan's patch and batch size, and the peak memory PyTorch allocated (for
+      tools/bench_gpu_train.sh).
 
 Requires nnunetv2 2.8.1 from PyPI (with torch, CPU use); not installed by CI: its outputs are
 committed fixtures.
@@ -260,6 +266,70 @@ def bench_tile(model, mirroring, repeats):
           f"{sorted(times)[len(times) // 2]:.2f} s per tile (median of {repeats})")
 
 
+def bench_train(plans_dir, device, steps, precision):
+    import time
+    import torch
+    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    plans = json.loads((Path(plans_dir) / "nnUNetPlans.json").read_text())
+    cm = PlansManager(plans).get_configuration("3d_fullres")
+    dev = torch.device(device)
+    torch.manual_seed(1)
+    net = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                                 cm.network_arch_init_kwargs_req_import, 1, len(LABELS),
+                                 allow_init=True, deep_supervision=True).to(dev)
+    # nnUNetTrainer._get_deep_supervision_scales and _build_loss
+    scales = list(list(i) for i in 1 / np.cumprod(np.vstack(cm.pool_op_kernel_sizes), axis=0))[:-1]
+    weights = np.array([1 / (2 ** i) for i in range(len(scales))])
+    weights[-1] = 0
+    loss = DeepSupervisionWrapper(
+        DC_and_CE_loss({"batch_dice": cm.batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": False},
+                       {}, weight_ce=1, weight_dice=1, ignore_label=None,
+                       dice_class=MemoryEfficientSoftDiceLoss),
+        weights / weights.sum())
+    opt = torch.optim.SGD(net.parameters(), 0.01, weight_decay=3e-5, momentum=0.99, nesterov=True)
+    amp = precision == "amp" and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+    rng = np.random.default_rng(1)
+    patch, batch = list(cm.patch_size), cm.batch_size
+    x = torch.from_numpy(rng.standard_normal((batch, 1, *patch)).astype(np.float32))
+    labels = rng.integers(0, len(LABELS), (batch, 1, *patch)).astype(np.float32)
+    targets = [torch.from_numpy(np.ascontiguousarray(
+        labels[:, :, ::round(1 / s[0]), ::round(1 / s[1]), ::round(1 / s[2])])) for s in scales]
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    times = []
+    for _ in range(int(steps)):
+        t = time.perf_counter()
+        data, target = x.to(dev, non_blocking=True), [y.to(dev, non_blocking=True) for y in targets]
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(dev.type, enabled=amp):
+            l = loss(net(data), target)
+        if scaler is not None:
+            scaler.scale(l).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            l.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
+            opt.step()
+        l.item()
+        sync()
+        times.append(time.perf_counter() - t)
+    for i, s in enumerate(times):
+        print(f"step {i}: {s * 1000:.1f} ms")
+    rest = sorted(times[1:])
+    peak = (f", peak allocated {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB"
+            if dev.type == "cuda" else "")
+    print(f"pytorch {torch.__version__} on {device} ({'amp' if amp else 'f32'}): 3d_fullres patch "
+          f"{patch} batch {batch}, median {rest[len(rest) // 2] * 1000:.1f} ms per step over "
+          f"{len(rest)} steps after the first{peak}")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "train" and len(sys.argv) == 3:
@@ -270,6 +340,8 @@ if __name__ == "__main__":
         curvas_model(*sys.argv[2:])
     elif cmd == "bench-tile" and len(sys.argv) == 5:
         bench_tile(*sys.argv[2:])
+    elif cmd == "bench-train" and len(sys.argv) == 6:
+        bench_train(*sys.argv[2:])
     elif cmd == "clip" and len(sys.argv) == 3:
         clip(sys.argv[2])
     else:

@@ -13,14 +13,58 @@ use std::time::Duration;
 #[command(name = "statapp-gpu-trainer", version, about)]
 struct Args {
     /// Queue directory (pending/, inflight/, failed/) holding TrainJob messages.
-    #[arg(long, env = "STATAPP_TRAIN_QUEUE")]
-    queue: PathBuf,
+    #[arg(
+        long,
+        env = "STATAPP_TRAIN_QUEUE",
+        required_unless_present = "bench_steps"
+    )]
+    queue: Option<PathBuf>,
     /// `cuda` (needs the `cuda` feature), `cuda:N`, or `cpu`.
     #[arg(long, env = "STATAPP_TRAIN_DEVICE", default_value = "cuda")]
     device: String,
     /// Keep polling for new jobs every N seconds instead of exiting when the queue is empty.
     #[arg(long)]
     poll_seconds: Option<u64>,
+    /// Benchmark instead of training: time this many training steps of `--configuration` of
+    /// `--plans` on a synthetic batch (the plan's patch and batch size) and print them.
+    #[arg(long, requires = "plans")]
+    bench_steps: Option<usize>,
+    /// nnUNetPlans.json for `--bench-steps` (e.g. ../shared/curvas/nnUNetPlans.json).
+    #[arg(long)]
+    plans: Option<PathBuf>,
+    #[arg(long, default_value = "3d_fullres")]
+    configuration: String,
+}
+
+/// `--bench-steps`: one line per step, then the median of all steps but the first.
+fn bench(args: &Args, steps: usize, device: &Device) -> Result<()> {
+    use statapp_model::train::{NUM_CLASSES, bench::time_steps};
+    use statapp_model::unet::UNetConfig;
+    let Some(path) = &args.plans else {
+        bail!("--bench-steps needs --plans");
+    };
+    let text = std::fs::read_to_string(path)?;
+    let plans = statapp_nnunet::plans_file::Plans::from_json(&serde_json::from_str(&text)?)?;
+    let config = plans.configuration(&args.configuration)?;
+    let network = UNetConfig::from_configuration(config, NUM_CLASSES);
+    let (patch, batch) = (config.patch_size, config.batch_size.max(1));
+    let times = time_steps(&network, patch, batch, config.batch_dice, steps, device);
+    for (i, t) in times.iter().enumerate() {
+        println!("step {i}: {:.1} ms", t * 1000.0);
+    }
+    let mut rest: Vec<f64> = times.iter().skip(1).copied().collect();
+    rest.sort_by(f64::total_cmp);
+    if let Some(median) = rest.get(rest.len() / 2) {
+        println!(
+            "statapp {} on {}: {} patch {patch:?} batch {batch}, median {:.1} ms per step over {} steps after the first",
+            env!("CARGO_PKG_VERSION"),
+            args.device,
+            args.configuration,
+            median * 1000.0,
+            rest.len()
+        );
+    }
+    Ok(())
 }
 
 fn device(spec: &str) -> Result<Device> {
@@ -63,7 +107,13 @@ fn main() -> Result<()> {
     }
     let args = Args::parse();
     let device = device(&args.device)?;
-    let queue = DirQueue::open(&args.queue)?;
+    if let Some(steps) = args.bench_steps {
+        return bench(&args, steps, &device);
+    }
+    let Some(queue) = &args.queue else {
+        bail!("--queue (or STATAPP_TRAIN_QUEUE) is required");
+    };
+    let queue = DirQueue::open(queue)?;
     loop {
         for o in drain(&queue, &device)? {
             match o {

@@ -12,6 +12,7 @@
 //! completed epoch (`resume`) with the weights an uninterrupted run would have.
 
 pub mod augment;
+pub mod bench;
 pub mod clip;
 pub mod data;
 pub mod log;
@@ -187,14 +188,7 @@ pub fn train(
     std::fs::create_dir_all(models_root).map_err(|e| io_err(models_root, e))?;
     let work = models_root.join(format!(".partial-{model_id}"));
     let train_device = device.clone().autodiff();
-    let optim = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig {
-            momentum: 0.99,
-            dampening: 0.0,
-            nesterov: true,
-        }))
-        .with_weight_decay(Some(WeightDecayConfig::new(3e-5)))
-        .init();
+    let optim = sgd();
     let resumed = if work.exists() {
         resume::load(
             &work,
@@ -383,6 +377,18 @@ pub fn train(
         log,
         already_present: false,
     })
+}
+
+/// nnU-Net's optimizer: SGD with Nesterov momentum 0.99 and weight decay 3e-5.
+fn sgd() -> burn::optim::ModuleOptimizer {
+    SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.99,
+            dampening: 0.0,
+            nesterov: true,
+        }))
+        .with_weight_decay(Some(WeightDecayConfig::new(3e-5)))
+        .init()
 }
 
 /// nnU-Net's `PolyLRScheduler`: `lr0 * (1 - epoch / max_epochs)^0.9`.
