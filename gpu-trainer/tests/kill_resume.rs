@@ -3,10 +3,10 @@
 //! queue, the next worker resumes from `checkpoint_latest` and ends with the weights of a run
 //! that was never interrupted.
 
+mod common;
+
 use burn::tensor::Device;
 use statapp_model::checkpoint::{load_weights, read_info};
-use statapp_nnunet::dataset::CaseSet;
-use statapp_nnunet::prepare::{PrepareRequest, prepare_dataset};
 use statapp_pipeline::DirQueue;
 use statapp_pipeline::jobs::{Job, TrainJob};
 use std::path::Path;
@@ -49,24 +49,8 @@ fn saved_epoch(models: &Path) -> Option<u64> {
 #[test]
 fn a_killed_worker_is_resumed_by_the_next_to_the_same_weights() {
     let tmp = tempfile::tempdir().unwrap();
-    let raw = tmp.path().join("raw");
     // two cases: each worker run ends with nnU-Net's final validation over them
-    for i in 0..2 {
-        statapp_synth::write_bucket_case(
-            &raw,
-            &statapp_synth::generate(5, i, statapp_synth::Size::Small),
-        )
-        .unwrap();
-    }
-    let prepared = tmp.path().join("prepared");
-    let req = PrepareRequest {
-        annotator: 1,
-        cases: CaseSet::All,
-        cpu_patch: [16, 32, 32],
-        cpu_spacing_factor: 2.0,
-        dataset_name: "Dataset475_CURVAS_ANNO1".into(),
-    };
-    prepare_dataset(&raw, &prepared, &req, &mut |_, _, _| {}).unwrap();
+    let prepared = common::prepared(tmp.path(), 5, 2, 1);
     let job = |models: &Path| TrainJob {
         annotator: 1,
         seed: 778899,

@@ -2,33 +2,17 @@
 //! The trainer worker on the CPU: jobs from a directory queue become model directories; repeats
 //! are no-ops; bad jobs are kept with their reason.
 
+mod common;
+
 use burn::tensor::Device;
 use statapp_gpu_trainer::{Outcome, drain};
-use statapp_nnunet::dataset::CaseSet;
-use statapp_nnunet::prepare::{PrepareRequest, prepare_dataset};
 use statapp_pipeline::DirQueue;
 use statapp_pipeline::jobs::{Job, TrainJob};
 
 #[test]
 fn queue_jobs_train_models_once_and_failures_are_kept() {
     let tmp = tempfile::tempdir().unwrap();
-    let raw = tmp.path().join("raw");
-    for i in 0..3 {
-        statapp_synth::write_bucket_case(
-            &raw,
-            &statapp_synth::generate(3, i, statapp_synth::Size::Small),
-        )
-        .unwrap();
-    }
-    let prepared = tmp.path().join("prepared");
-    let req = PrepareRequest {
-        annotator: 2,
-        cases: CaseSet::All,
-        cpu_patch: [16, 32, 32],
-        cpu_spacing_factor: 2.0,
-        dataset_name: "Dataset475_CURVAS_ANNO2".into(),
-    };
-    prepare_dataset(&raw, &prepared, &req, &mut |_, _, _| {}).unwrap();
+    let prepared = common::prepared(tmp.path(), 3, 3, 2);
     let models = tmp.path().join("models");
     let job = TrainJob {
         annotator: 2,

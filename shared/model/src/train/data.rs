@@ -23,6 +23,16 @@ pub enum DataError {
     Empty { dir: PathBuf },
 }
 
+impl DataError {
+    /// For `map_err`: a failure to read, decode or write `path`.
+    fn at<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> DataError + Copy + '_ {
+        move |e| DataError::Read {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        }
+    }
+}
+
 /// One case: normalised image, labels (nnU-Net's -1 outside the crop mask becomes background, as
 /// its `RemoveLabelTransform`), and voxel positions per foreground class. Prepared cases are
 /// read a region at a time from their unpacked files, so training memory does not grow with the
@@ -160,10 +170,7 @@ fn read_triple(path: &Path, index: usize) -> Result<[usize; 3], DataError> {
     let mut b = [0u8; 12];
     std::fs::File::open(path)
         .and_then(|f| f.read_exact_at(&mut b, (index * 12) as u64))
-        .map_err(|e| DataError::Read {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+        .map_err(DataError::at(path))?;
     Ok(std::array::from_fn(|a| {
         u32::from_le_bytes([b[4 * a], b[4 * a + 1], b[4 * a + 2], b[4 * a + 3]]) as usize
     }))
@@ -178,10 +185,7 @@ fn read_box<T: Copy + Default, const N: usize>(
     decode: fn([u8; N]) -> T,
 ) -> Result<Array3<T>, DataError> {
     use std::os::unix::fs::FileExt;
-    let err = |e: std::io::Error| DataError::Read {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    };
+    let err = DataError::at(path);
     let file = std::fs::File::open(path).map_err(err)?;
     let mut out = Array3::from_elem((size[0], size[1], size[2]), T::default());
     let mut row = vec![0u8; size[2] * N];
@@ -202,10 +206,7 @@ fn read_box<T: Copy + Default, const N: usize>(
 /// Ids of the preprocessed cases in `dir/<data_identifier>`, sorted.
 pub fn list_ids(dir: &Path, data_identifier: &str) -> Result<Vec<String>, DataError> {
     let folder = dir.join(data_identifier);
-    let entries = std::fs::read_dir(&folder).map_err(|e| DataError::Read {
-        path: folder.clone(),
-        detail: e.to_string(),
-    })?;
+    let entries = std::fs::read_dir(&folder).map_err(DataError::at(&folder))?;
     let mut ids: Vec<String> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -236,10 +237,7 @@ fn stamps(paths: &[PathBuf]) -> Result<Vec<(u64, u128)>, DataError> {
     paths
         .iter()
         .map(|p| {
-            let err = |e: std::io::Error| DataError::Read {
-                path: p.clone(),
-                detail: e.to_string(),
-            };
+            let err = DataError::at(p);
             let meta = std::fs::metadata(p).map_err(err)?;
             let modified = meta.modified().map_err(err)?;
             let ns = modified
@@ -303,10 +301,7 @@ fn unpack(
     let read = |path: &PathBuf| {
         read_nifti(path, &ReadOptions::default())
             .map(|img| img.into_f32().data().clone())
-            .map_err(|e| DataError::Read {
-                path: path.clone(),
-                detail: e.to_string(),
-            })
+            .map_err(DataError::at(path))
     };
     let image = read(&files[0])?;
     let seg = read(&files[1])?;
@@ -330,16 +325,10 @@ fn unpack(
     });
     drop(seg);
     let write = |path: &Path, bytes: &[u8]| {
-        statapp_volume::write_atomic(path, bytes).map_err(|e| DataError::Read {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })
+        statapp_volume::write_atomic(path, bytes).map_err(DataError::at(path))
     };
     if let Some(dir) = record.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| DataError::Read {
-            path: dir.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+        std::fs::create_dir_all(dir).map_err(DataError::at(dir))?;
     }
     let bytes: Vec<u8> = image.iter().flat_map(|v| v.to_le_bytes()).collect();
     write(image_path, &bytes)?;
@@ -359,10 +348,7 @@ fn unpack(
         sources,
         counts: kept.iter().map(Vec::len).collect(),
     };
-    let json = serde_json::to_vec(&u).map_err(|e| DataError::Read {
-        path: record.clone(),
-        detail: e.to_string(),
-    })?;
+    let json = serde_json::to_vec(&u).map_err(DataError::at(record))?;
     // last: its presence means the arrays are whole
     write(record, &json)?;
     Ok(u)

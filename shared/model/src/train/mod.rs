@@ -250,7 +250,7 @@ pub fn train(
             0,
         ),
     };
-    let plans_sha256 = resume::plans_sha256(&plans_text);
+    let plans_sha256 = crate::outputs::digest(plans_text.as_bytes());
 
     for epoch in first_epoch..settings.max_epochs {
         let start = Instant::now();
@@ -276,15 +276,9 @@ pub fn train(
             });
             for batch in rx.iter().take(settings.iterations) {
                 let batch = batch?.into_device(&train_device);
-                let loss = loss::deep_supervision_loss(
-                    net.forward(batch.image),
-                    batch.targets,
-                    batcher.batch_dice,
-                );
-                loss_sum += f64::from(loss.clone().into_scalar::<f32>());
-                let grads = GradientsParams::from_grads(loss.backward(), &net);
-                let (grads, _) = clip::clip_global_norm(&net, grads, GRAD_CLIP_NORM);
-                net = optim.step(lr, net, grads);
+                let (updated, loss) = step(net, &mut optim, batch, batcher, lr);
+                net = updated;
+                loss_sum += loss;
             }
             train_rng = producer
                 .join()
@@ -377,6 +371,23 @@ pub fn train(
         log,
         already_present: false,
     })
+}
+
+/// One training step: forward, the deep-supervision Dice + CE loss (read back, which waits for
+/// the device), backward, gradients clipped, SGD. Returns the updated network and the loss.
+fn step(
+    net: PlainConvUNet,
+    optim: &mut burn::optim::ModuleOptimizer,
+    batch: Batch,
+    batcher: &Batcher,
+    lr: f64,
+) -> (PlainConvUNet, f64) {
+    let loss =
+        loss::deep_supervision_loss(net.forward(batch.image), batch.targets, batcher.batch_dice);
+    let value = f64::from(loss.clone().into_scalar::<f32>());
+    let grads = GradientsParams::from_grads(loss.backward(), &net);
+    let (grads, _) = clip::clip_global_norm(&net, grads, GRAD_CLIP_NORM);
+    (optim.step(lr, net, grads), value)
 }
 
 /// nnU-Net's optimizer: SGD with Nesterov momentum 0.99 and weight decay 3e-5.
@@ -475,6 +486,11 @@ impl Batcher {
             image.extend_from_slice(&p.image);
             labels.extend_from_slice(&p.labels);
         }
+        Ok(self.host_batch(image, labels))
+    }
+
+    /// The batch of these patches (`batch_size` of them, in C order) with its one-hot targets.
+    fn host_batch(&self, image: Vec<f32>, labels: Vec<u8>) -> HostBatch {
         let [pz, py, px] = self.patch;
         let image = TensorData::new(image, [self.batch_size, 1, pz, py, px]);
         let targets = self
@@ -482,11 +498,11 @@ impl Batcher {
             .iter()
             .map(|s| self.one_hot(&labels, *s))
             .collect();
-        Ok(HostBatch {
+        HostBatch {
             image,
             targets,
             labels,
-        })
+        }
     }
 
     /// Labels at `1/stride` resolution (PyTorch's `nearest-exact`: source `floor((i + 0.5) * s)`),

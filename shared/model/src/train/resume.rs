@@ -10,13 +10,13 @@
 
 use super::log::{EarlyStopping, TrainingLog};
 use super::{TrainError, TrainSettings, io_err};
+use crate::outputs::digest;
 use crate::unet::{PlainConvUNet, UNetConfig};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_LATEST: &str = "checkpoint_latest";
@@ -44,13 +44,6 @@ pub(super) struct Resumed {
     pub state: LatestState,
     pub net: PlainConvUNet,
     pub optim: ModuleOptimizer,
-}
-
-pub fn plans_sha256(plans_text: &str) -> String {
-    Sha256::digest(plans_text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Writes the state after an epoch (`net` is the training network, on its autodiff device).
@@ -114,7 +107,7 @@ pub(super) fn load(
     let path = dir.join(STATE);
     let text = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
     let state: LatestState = serde_json::from_slice(&text).map_err(|e| io_err(&path, e))?;
-    if state.settings != *settings || state.plans_sha256 != plans_sha256(plans_text) {
+    if state.settings != *settings || state.plans_sha256 != digest(plans_text.as_bytes()) {
         tracing::warn!(dir = %dir.display(), "a checkpoint of other settings or plans: starting afresh");
         return Ok(None);
     }
